@@ -1,0 +1,99 @@
+"""The one place that configures and imports TensorFlow and its friends.
+
+Everything heavy is imported lazily, on first use, so that ``tfopt --help`` and
+recipe validation never pay for TensorFlow's start-up.  ``TF_USE_LEGACY_KERAS=1``
+must be set before TensorFlow is imported: it makes ``tf.keras`` the Keras 2
+implementation (``tf_keras``) that TF-MOT and ``TFLiteConverter.from_keras_model``
+understand.  Keras 3 stays importable as ``keras`` for loading Keras 3 files.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+
+DEFAULT_SEED = 0
+
+
+def _configure_environment() -> None:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable numbers across runs
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+@functools.cache
+def tf() -> ModuleType:
+    _configure_environment()
+    import tensorflow
+
+    tensorflow.get_logger().setLevel("ERROR")
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:  # pragma: no cover - absl ships with tensorflow
+        pass
+    return tensorflow
+
+
+@functools.cache
+def tf_keras() -> ModuleType:
+    tf()
+    import tf_keras
+
+    return tf_keras
+
+
+@functools.cache
+def keras3() -> ModuleType:
+    tf()
+    import keras
+
+    return keras
+
+
+@functools.cache
+def tfmot() -> ModuleType:
+    tf_keras()
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
+def interpreter_class() -> type:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter
+
+
+def seed_everything(seed: int = DEFAULT_SEED) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF kernels deterministic."""
+    import random
+
+    import numpy as np
+
+    t = tf()
+    random.seed(seed)
+    np.random.seed(seed)
+    t.random.set_seed(seed)
+    tf_keras().utils.set_random_seed(seed)
+    try:
+        t.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):  # pragma: no cover - older TF
+        pass
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shaped an output, for the report."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("tfopt", "tensorflow", "tf-keras", "keras", "tensorflow-model-optimization", "ai-edge-litert"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out

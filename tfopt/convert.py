@@ -1,0 +1,167 @@
+"""Keras / SavedModel → TFLite flatbuffer, one table entry per quantization mode."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import _tf
+from .data import Subset
+from .errors import ConversionError, UsageError
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How one --quantize value configures the converter."""
+
+    name: str
+    file_tag: str  # used in default output names: model.<file_tag>.tflite
+    needs_calibration: bool
+    io_types: tuple[str, ...]  # allowed --io-type values; first is the default
+    max_accuracy_drop: float  # default verification thresholds
+    min_agreement: float
+
+
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("none", "float32", False, ("float32",), 0.002, 0.995),
+        Mode("float16", "float16", False, ("float32",), 0.005, 0.99),
+        Mode("dynamic", "dynamic", False, ("float32",), 0.01, 0.97),
+        Mode("int8", "int8", True, ("int8", "uint8", "float32"), 0.01, 0.97),
+        Mode("int16x8", "int16x8", True, ("int16", "float32"), 0.01, 0.97),
+    )
+}
+
+
+def mode(name: str) -> Mode:
+    try:
+        return MODES[name]
+    except KeyError:
+        raise UsageError(f"unknown quantization mode {name!r}: expected one of {', '.join(MODES)}") from None
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    mode: str = "none"
+    io_type: str | None = None  # None = the mode's default
+    allow_float_fallback: bool = False
+    sparse_encoding: bool = False
+
+    @property
+    def resolved_io_type(self) -> str:
+        return self.io_type or MODES[self.mode].io_types[0]
+
+
+@dataclass
+class ConvertResult:
+    tflite: bytes
+    mode: str
+    io_type: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _configure_mode(converter, config: ConvertConfig, tf) -> None:
+    name = config.mode
+    if name == "none":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if config.sparse_encoding:
+        converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if name == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif name == "int8":
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if config.allow_float_fallback:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = ops
+    elif name == "int16x8":
+        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if config.allow_float_fallback:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = ops
+    io = config.resolved_io_type
+    if MODES[name].needs_calibration and io != "float32":
+        converter.inference_input_type = getattr(tf, io)
+        converter.inference_output_type = getattr(tf, io)
+
+
+def _converter_for(model: LoadedModel, tf, workdir: str):
+    """The fastest correct converter entry point for where the model came from."""
+    if model.flavour == "tf_keras":
+        return tf.lite.TFLiteConverter.from_keras_model(model.model)
+    if model.flavour == "keras3":
+        return tf.lite.TFLiteConverter.from_saved_model(export_keras3(model, tf, workdir))
+    return tf.lite.TFLiteConverter.from_saved_model(str(model.path))
+
+
+def export_keras3(model: LoadedModel, tf, workdir: str) -> str:
+    """Export a Keras 3 model as a SavedModel whose signature keeps the Keras output names.
+
+    (``model.export()`` would name outputs ``output_0``…; a named dict lets verification
+    match outputs by name.)  Variables are saved, so int8 calibration can read them.
+    """
+    keras = _tf.keras3()
+    specs = [tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype, name=s.name) for s in model.inputs]
+    keras_model, out_names = model.model, [o.name for o in model.outputs]
+
+    def serve(*args):
+        out = keras_model(list(args) if len(args) > 1 else args[0], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return dict(zip(out_names, out))
+
+    archive = keras.export.ExportArchive()
+    archive.track(keras_model)
+    archive.add_endpoint(name="serving_default", fn=serve, input_signature=specs)
+    path = f"{workdir}/keras3_savedmodel"
+    archive.write_out(path, verbose=False)
+    return path
+
+
+def convert(model: LoadedModel, config: ConvertConfig, calibration: Subset | None = None) -> ConvertResult:
+    """Convert ``model``; int8/int16x8 need ``calibration`` samples (fed one at a time)."""
+    tf = _tf.tf()
+    spec = mode(config.mode)
+    if config.resolved_io_type not in spec.io_types:
+        raise UsageError(
+            f"--io-type {config.resolved_io_type} does not apply to --quantize {config.mode}: "
+            f"expected one of {', '.join(spec.io_types)}"
+        )
+    if spec.needs_calibration and calibration is None:
+        raise UsageError(f"--quantize {config.mode} needs calibration data: pass --data FILE (or --calibration random)")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tfopt-convert-") as workdir:
+        converter = _converter_for(model, tf, workdir)
+        _configure_mode(converter, config, tf)
+        if spec.needs_calibration:
+            converter.representative_dataset = _representative(model, calibration)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as e:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError
+            raise ConversionError(_explain(config, e)) from e
+    return ConvertResult(flatbuffer, config.mode, config.resolved_io_type, time.perf_counter() - start)
+
+
+def _representative(model: LoadedModel, calibration: Subset) -> Callable:
+    names = [s.name for s in model.inputs]
+
+    def gen():
+        for x, _ in calibration.batches(32):
+            for i in range(len(x[names[0]])):
+                yield [x[n][i : i + 1].astype(np.float32) if x[n].dtype.kind == "f" else x[n][i : i + 1] for n in names]
+
+    return gen
+
+
+def _explain(config: ConvertConfig, e: Exception) -> str:
+    text = " ".join(str(e).split())
+    hint = ""
+    if config.mode in ("int8", "int16x8") and not config.allow_float_fallback and "quantiz" in text.lower():
+        hint = "; some ops have no integer kernel: try --allow-float-fallback or --quantize dynamic"
+    return f"the TFLite converter failed while converting to {config.mode}: {text[:500]}{hint}"

@@ -1,0 +1,72 @@
+"""One error hierarchy.  Every error a user can cause is a ``TfoptError``.
+
+``exit_code`` is the process exit status the CLI uses for it: 1 for errors,
+2 for usage / recipe errors, 3 for a verification that ran and missed a threshold.
+"""
+
+from __future__ import annotations
+
+
+class TfoptError(Exception):
+    """Base class: a problem tfopt can explain in one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(TfoptError):
+    """Flags or settings that contradict each other."""
+
+    exit_code = 2
+
+
+class RecipeError(UsageError):
+    """A recipe file that does not validate; ``problems`` lists every one found."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.problems))
+
+
+class ModelLoadError(TfoptError):
+    """The model path is missing, not a model, corrupt, or has no usable signature."""
+
+
+class DataError(TfoptError):
+    """Data that is missing, unreadable, or does not fit the model's inputs."""
+
+
+class UnsupportedLayerError(TfoptError):
+    """A stage cannot handle some layers of the model."""
+
+
+class ConversionError(TfoptError):
+    """The TFLite converter refused the model or crashed."""
+
+
+class OutputError(TfoptError):
+    """An output path that cannot be written (or would overwrite an input)."""
+
+
+class VerificationFailed(TfoptError):
+    """Verification ran and at least one metric missed its threshold."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, failures: list[str] | None = None, report=None):
+        super().__init__(message)
+        self.failures = list(failures or [])
+        self.report = report
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.failures, self.report))

@@ -1,0 +1,121 @@
+"""Run work in a child process so that a native crash (the TFLite converter can abort or
+segfault on real models) becomes a clear error instead of killing tfopt.
+
+The child is started with ``spawn`` (never ``fork`` a process that has TensorFlow's
+threads) and reports progress, the result or a ``TfoptError`` through a pipe.  Its own
+stderr — TensorFlow's native log noise — goes to a log file that ``--debug`` shows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import signal
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConversionError, TfoptError
+
+CRASH_HINTS = {
+    "convert": "try another mode (e.g. --quantize dynamic) or --allow-float-fallback; run with --debug for the native log",
+}
+
+
+def describe_stage(stage: str | None) -> str:
+    if not stage:
+        return "starting"
+    if stage.startswith("convert float32"):
+        return "converting to float32 (the size baseline)"
+    if stage.startswith("convert "):
+        return f"converting to {stage.split(' ', 1)[1]}"
+    return {"load": "loading the model and data", "verify": "verifying", "fine-tune": "fine-tuning"}.get(stage, stage)
+
+
+class WorkerCrashed(ConversionError):
+    """The child died from a signal (or exited without a result)."""
+
+
+def _child(conn, target: str, args: tuple, log_path: str | None) -> None:
+    if log_path:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 2)
+        os.dup2(fd, 1)
+        os.close(fd)
+    module, _, name = target.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+        result = fn(*args, progress=lambda message: conn.send(("progress", message)))
+        conn.send(("result", result))
+    except TfoptError as e:
+        conn.send(("error", e))
+    except BaseException as e:  # noqa: BLE001 - everything else is a bug: ship the traceback
+        conn.send(("bug", f"{type(e).__name__}: {e}", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_isolated(
+    target: str, args: tuple = (), progress: Callable[[str], None] | None = None, debug: bool = False
+) -> Any:
+    """Call ``module:function(*args, progress=...)`` in a fresh process and return its result."""
+    progress = progress or (lambda _m: None)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    log = None if debug else tempfile.NamedTemporaryFile(prefix="tfopt-worker-", suffix=".log", delete=False)
+    proc = ctx.Process(target=_child, args=(child, target, args, log.name if log else None), daemon=True)
+    stage: str | None = None
+    try:
+        proc.start()
+        child.close()
+        while True:
+            try:
+                kind, *payload = parent.recv()
+            except EOFError:
+                break
+            if kind == "progress":
+                stage = payload[0]
+                progress(stage)
+            elif kind == "result":
+                return payload[0]
+            elif kind == "error":
+                raise payload[0]
+            elif kind == "bug":
+                raise RuntimeError(f"{payload[0]}\n--- worker traceback ---\n{payload[1]}")
+        proc.join()
+        raise _crash(proc.exitcode, stage, log.name if log else None)
+    finally:
+        parent.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=5)
+        if log:
+            log.close()
+            Path(log.name).unlink(missing_ok=True)
+
+
+def _crash(exitcode: int | None, stage: str | None, log_path: str | None) -> WorkerCrashed:
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = signal.Signals(-exitcode).name
+        except ValueError:
+            how = f"signal {-exitcode}"
+    else:
+        how = f"exit status {exitcode}"
+    doing = describe_stage(stage)
+    who = "the TFLite converter" if stage and stage.startswith("convert") else "the tfopt worker"
+    last = _last_log_line(log_path)
+    hint = CRASH_HINTS.get("convert") if who.startswith("the TFLite") else "run with --debug to see the native log"
+    message = f"{who} crashed ({how}) while {doing}"
+    if last:
+        message += f"; last native log line: {last[:200]}"
+    return WorkerCrashed(message, hint)
+
+
+def _last_log_line(path: str | None) -> str | None:
+    if not path or not Path(path).exists():
+        return None
+    lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else None
