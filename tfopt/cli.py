@@ -41,6 +41,11 @@ def output_options(fn):
             return fn(state, *args, **kwargs)
         except TfoptError as e:
             _fail(state, e)
+        except Exception as e:  # a bug in tfopt or a library: still one line unless --debug
+            if state.debug:
+                raise
+            _fail(state, TfoptError(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                                    "run with --debug for the traceback and please report it"))
 
     return wrapper
 
@@ -252,10 +257,10 @@ def verify(state: State, tflite: Path, **params):
     Example:
       tfopt verify model.int8.tflite --reference model.h5 --data test.npz --max-accuracy-drop 0.01
     """
-    from .pipeline import verify_file
     from .report import summary
     from .worker import run_isolated
 
+    params = {k: (str(v.resolve()) if isinstance(v, Path) else v) for k, v in params.items()}
     report = run_isolated("tfopt.pipeline:verify_file", (str(tflite.resolve()), params), _progress(state), state.debug)
     state.say(summary(report))
     if state.json:

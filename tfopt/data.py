@@ -138,7 +138,9 @@ def load_data(
         (only,) = parts.values()
         order = rng.permutation(len(only))
         n_cal = min(calibration_samples, len(only))
-        if len(only) - n_cal >= 1:
+        if n_cal == 0:
+            cal_pool, eval_index = order[:0], np.arange(len(only))
+        elif len(only) - n_cal >= 1:
             cal_pool, eval_index = order[:n_cal], np.sort(order[n_cal:])
             notes.append(
                 f"{path.name} has one split: {n_cal} seeded samples calibrate, the other {len(eval_index)} evaluate"

@@ -54,8 +54,8 @@ class ConversionError(TfoptError):
     """The TFLite converter refused the model or crashed."""
 
 
-class OutputError(TfoptError):
-    """An output path that cannot be written (or would overwrite an input)."""
+class OutputError(UsageError):
+    """An output path that cannot be written (or would overwrite an input): a bad flag, exit 2."""
 
 
 class VerificationFailed(TfoptError):

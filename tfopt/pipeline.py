@@ -151,6 +151,47 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
     return report
 
 
+def verify_file(tflite_path: str, params: dict, progress: Progress | None = None) -> Report:
+    """``tfopt verify``: score an existing .tflite against its reference model on held-out data."""
+    progress = progress or (lambda _msg: None)
+    tflite = Path(tflite_path)
+    if not tflite.is_file():
+        raise DataError(f"TFLite model not found: {tflite} (expected a .tflite file)")
+    if params.get("report"):
+        refuse_inputs({"JSON report": params["report"]}, {"TFLite model": str(tflite), "reference": params["reference"],
+                                                         "data file": params["data"]})
+    timings: dict[str, float] = {}
+    with _timed(timings, "load", progress):
+        model = load_model(params["reference"], params.get("custom_objects"))
+        plan = load_data(params["data"], model.inputs, model.outputs, calibration_samples=0,
+                         eval_samples=params.get("eval_samples"))
+    defaults = MODES["int8"]
+    thresholds = Thresholds(
+        defaults.max_accuracy_drop if params.get("max_accuracy_drop") is None else params["max_accuracy_drop"],
+        defaults.min_agreement if params.get("min_agreement") is None else params["min_agreement"],
+        params.get("min_sqnr"),
+    )
+    data = tflite.read_bytes()
+    with _timed(timings, "verify", progress):
+        result = verify(data, model, plan.evaluation, thresholds)
+    report = Report(
+        recipe={"verify": {k: v for k, v in params.items() if v is not None}},
+        model=_model_info(model),
+        mode="verify",
+        output=str(tflite),
+        data=_data_info(plan, None),
+        io_types=TFLiteRunner(data).io_types(),
+        sizes={"input": size_of(Path(params["reference"])), "output": size_of(data)},
+        timings=timings,
+        verification=result.to_dict(),
+        notes=plan.notes,
+        versions=_tf.versions(),
+    )
+    if params.get("report"):
+        write_atomic(params["report"], report.to_json())
+    return report
+
+
 def write_reports(recipe: Recipe, reports: list[Report]) -> None:
     from .junit import junit_xml
 
