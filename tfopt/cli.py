@@ -219,7 +219,9 @@ def _run_recipes(state: State, recipes: list) -> None:
         state.say(summary(report))
         worst = max(worst, report.exit_code)
     if state.json:
-        click.echo(reports[0].to_json() if len(recipes) == 1 else json.dumps([r.to_dict() for r in reports], indent=2))
+        from .report import reports_json
+
+        click.echo(reports_json(reports), nl=False)
     if len(recipes) == 1 and reports and not reports[0].ok:
         click.echo("Error: " + "; ".join(reports[0].failures), err=True)
     if len(recipes) > 1:

@@ -15,7 +15,7 @@ from .errors import DataError, UsageError
 from .files import refuse_inputs, write_atomic
 from .models import LoadedModel, load_model, sniff
 from .recipe import Recipe
-from .report import Report, markdown, size_of
+from .report import Report, markdown, reports_json, size_of
 from .verify import Thresholds, TFLiteRunner, verify
 
 Progress = Callable[[str], None]
@@ -197,17 +197,11 @@ def write_reports(recipe: Recipe, reports: list[Report]) -> None:
 
     o = recipe.output
     if o.report:
-        write_atomic(o.report, reports[0].to_json() if len(reports) == 1 else _json_list(reports))
+        write_atomic(o.report, reports_json(reports))
     if o.markdown:
         write_atomic(o.markdown, markdown(reports))
     if o.junit:
         write_atomic(o.junit, junit_xml(reports))
-
-
-def _json_list(reports: list[Report]) -> str:
-    import json
-
-    return json.dumps([r.to_dict() for r in reports], indent=2) + "\n"
 
 
 def _model_info(model: LoadedModel) -> dict:

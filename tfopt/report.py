@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,26 @@ class Report:
         return {"schema": d.pop("schema"), "ok": d.pop("ok"), "exit_code": d.pop("exit_code"), **d}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=_json_default) + "\n"
+        return json.dumps(finite(self.to_dict()), indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def reports_json(reports: list["Report"]) -> str:
+    """One JSON document for one report, a JSON list for several."""
+    if len(reports) == 1:
+        return reports[0].to_json()
+    docs = [finite(r.to_dict()) for r in reports]
+    return json.dumps(docs, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def finite(value: Any) -> Any:
+    """JSON has no Infinity/NaN: they become null (an SQNR of null means identical outputs)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _json_default(o: Any) -> Any:

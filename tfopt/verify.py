@@ -186,7 +186,7 @@ def output_metrics(name: str, ref: np.ndarray, out: np.ndarray, labels: np.ndarr
     signal = float(np.sum(ref**2))
     sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
     denom = float(np.linalg.norm(ref) * np.linalg.norm(out))
-    cosine = float(np.sum(ref * out) / denom) if denom else (1.0 if noise == 0 else 0.0)
+    cosine = float(np.clip(np.sum(ref * out) / denom, -1.0, 1.0)) if denom else (1.0 if noise == 0 else 0.0)
     m = OutputMetrics(name, "regression", None, None, None, None, float(diff.max()), float(diff.mean()), cosine, sqnr)
     if ref.shape[1] > 1:
         m.kind = "classification"
