@@ -103,3 +103,16 @@ def test_inputs_are_never_modified(tmp_path):
     before = {p: sha256(p) for p in (SAMPLE_H5, SAMPLE_NPZ)}
     run(recipe(tmp_path, "dynamic", data={"eval_samples": 50}))
     assert {p: sha256(p) for p in before} == before
+
+
+def test_keras3_h5_and_keras3_exported_savedmodel(tmp_path):
+    from tfopt import _tf
+
+    k3 = _tf.keras3().saving.load_model(SAMPLE_KERAS, compile=False)
+    k3.save(tmp_path / "k3.h5")
+    k3.export(str(tmp_path / "exported"), verbose=False)
+    r = run(recipe(tmp_path, "dynamic", model=tmp_path / "k3.h5", data={"eval_samples": 200}))
+    assert r.model["keras_version"].startswith("3.") and r.model["format"] == "h5" and r.ok
+    r = run(recipe(tmp_path, "int8", model=tmp_path / "exported", data={"eval_samples": 200}))
+    assert r.model["format"] == "savedmodel" and r.model["keras_version"] is None
+    assert r.ok and r.verification["outputs"][0]["accuracy_drop"] <= 0.01
