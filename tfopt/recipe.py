@@ -8,16 +8,13 @@ a file is reported at once as ``field.path: got X, expected Y``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import RecipeError
+from .recipe_parse import Builder, parse
 
 QUANTIZE = Literal["none", "dynamic", "float16", "int8", "int16x8"]
 IO_TYPE = Literal["int8", "uint8", "int16", "float32"]
@@ -78,6 +75,7 @@ class TrainSection:
     learning_rate: float = field(default=1e-4, metadata=_range(0.0))
     loss: str | None = None
     strategy: Literal["none", "mirrored", "multiworker"] = "none"
+    skip_unsupported: bool = False  # stages apply to the layers TF-MOT supports; the report lists the rest
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class OutputSection:
 class Recipe:
     model: ModelSection
     version: int = SCHEMA_VERSION
-    seed: int = 0
+    seed: int = field(default=0, metadata=_range(0))
     data: DataSection = DataSection()
     stages: tuple[PruneStage | ClusterStage | QatStage, ...] = ()
     train: TrainSection = TrainSection()
@@ -126,18 +124,23 @@ class Recipe:
 
     def resolve(self, base: Path) -> Recipe:
         """Paths relative to ``base`` (the recipe file's folder) made absolute."""
+        return self.map_paths(lambda p: p if Path(p).is_absolute() else str((base / p).resolve()))
 
-        def fix(p: str | None) -> str | None:
-            return None if p is None or Path(p).is_absolute() else str((base / p).resolve())
+    def with_output_dir(self, folder: Path, name: str) -> Recipe:
+        """The .tflite written to ``folder/name.tflite`` (``tfopt run --output-dir``)."""
+        tflite = str(folder.resolve() / f"{name}.tflite")
+        return dataclasses.replace(self, output=dataclasses.replace(self.output, tflite=tflite))
 
-        co = self.model.custom_objects
-        co = fix(co) if co and co.endswith(".py") else co
-        return dataclasses.replace(
-            self,
-            model=dataclasses.replace(self.model, path=fix(self.model.path), custom_objects=co),
-            data=dataclasses.replace(self.data, path=fix(self.data.path), train=fix(self.data.train)),
-            output=OutputSection(**{k: fix(v) for k, v in dataclasses.asdict(self.output).items()}),
-        )
+    def map_paths(self, fn: typing.Callable[[str], str]) -> Recipe:
+        """A copy with ``fn`` applied to every path field (``PATH_FIELDS``)."""
+        sections: dict[str, dict] = {}
+        for name in PATH_FIELDS:
+            section, leaf = name.split(".")
+            value = getattr(getattr(self, section), leaf)
+            if _is_path(name, value):
+                sections.setdefault(section, {})[leaf] = fn(value)
+        changes = {s: dataclasses.replace(getattr(self, s), **kw) for s, kw in sections.items()}
+        return dataclasses.replace(self, **changes)
 
 
 def cross_check(r: Recipe) -> list[str]:
@@ -162,10 +165,21 @@ def cross_check(r: Recipe) -> list[str]:
         problems.append(f"stages: got {kinds}, expected each kind at most once")
     if kinds != sorted(kinds, key=STAGE_ORDER.index):
         problems.append(f"stages: got order {kinds}, expected the fixed order prune → cluster → qat")
+    for i, s in enumerate(r.stages):
+        if s.kind == "prune" and s.pattern == "2:4" and s.sparsity != 0.5:
+            problems.append(f"stages[{i}].sparsity: got {s.sparsity}, expected 0.5 with pattern '2:4' (2 of every 4 weights)")
+        if s.kind == "prune" and s.block is not None and (len(s.block) != 2 or min(s.block) < 1):
+            problems.append(f"stages[{i}].block: got {list(s.block)}, expected [rows, cols] of positive integers")
+        if s.kind == "prune" and s.block is not None and s.pattern == "2:4":
+            problems.append(f"stages[{i}].block: got {list(s.block)}, expected no block with pattern '2:4'")
     if "qat" in kinds and mode != "int8":
         problems.append(f"convert.quantize: got {mode!r}, expected 'int8' with a qat stage (QAT trains for int8)")
     if kinds and r.data.path is None and r.data.train is None:
         problems.append("data.path: got nothing, expected training data for the fine-tuning stages")
+    thresholds = {k: getattr(r.verify, k) for k in ("max_accuracy_drop", "min_agreement", "min_sqnr")}
+    for name, value in thresholds.items():
+        if not r.verify.enabled and value is not None:
+            problems.append(f"verify.{name}: got {value!r}, expected no threshold with verify.enabled = false (--no-verify)")
     if not r.verify.enabled and (r.output.junit is not None):
         problems.append("output.junit: got a path, expected verify.enabled = true (JUnit reports the thresholds)")
     return problems
@@ -173,184 +187,66 @@ def cross_check(r: Recipe) -> list[str]:
 
 # ---------------------------------------------------------------- parsing
 
+PATH_FIELDS = (
+    "model.path", "model.custom_objects", "data.path", "data.train",
+    "output.tflite", "output.report", "output.markdown", "output.junit",
+)  # fmt: skip
+
+
+def _is_path(name: str, value: Any) -> bool:
+    """custom_objects is a path only when it names a .py file (else it is module:attr)."""
+    return isinstance(value, str) and bool(value) and (name != "model.custom_objects" or value.endswith(".py"))
+
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read and validate a TOML or JSON recipe; relative paths resolve against its folder."""
+    """Read and validate a TOML or JSON recipe; relative paths resolve against its folder.
+
+    ``overrides`` are ``field.path=value`` strings (``--set``), applied before validation.
+    """
+    from .recipe_io import apply_overrides, load_raw
+
     path = Path(path)
+    raw = load_raw(path)
+    problems, applied = apply_overrides(raw, list(overrides or []), PATH_FIELDS) if overrides else ([], [])
+    if problems and not isinstance(raw, dict):
+        raise RecipeError(problems[0], problems)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise RecipeError(f"{path}: cannot read recipe ({e.strerror})") from e
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise RecipeError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}") from e
-    for item in overrides or []:
-        _apply_override(raw, item, path)
-    return from_dict(raw, source=str(path)).resolve(path.parent.resolve())
+        recipe = from_dict(raw, source=str(path), overridden=applied)
+    except RecipeError as e:
+        problems += e.problems
+        raise RecipeError(f"{len(problems)} problems in {path}" if len(problems) > 1 else problems[0], problems) from None
+    if problems:
+        raise RecipeError(f"{len(problems)} problems in {path}" if len(problems) > 1 else problems[0], problems)
+    return recipe.resolve(path.parent.resolve())
 
 
-def from_dict(raw: Any, source: str = "recipe") -> Recipe:
+def from_dict(raw: Any, source: str = "recipe", overridden: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Validate raw recipe data; raise RecipeError listing every problem as ``SOURCE: field.path: got X, expected Y``."""
     errors: list[str] = []
-    value = _parse(Recipe, raw, "", errors)
-    if not errors:
-        try:
-            return value()  # deferred construction runs cross_check
-        except RecipeError as e:
-            errors.extend(e.problems)
-    lines = [f"{source}: {e}" for e in errors]
+    builder = parse(Recipe, raw, "", errors)
+    parse_errors = list(errors)
+    recipe = builder.build(errors) if isinstance(builder, Builder) else None
+    # cross-field checks run too, but not about fields that already failed (their values are unknown)
+    bad = [_lead(e) for e in parse_errors]
+    errors = parse_errors + [e for e in errors[len(parse_errors):] if not any(_related(_lead(e), b) for b in bad)]
+    if not errors and isinstance(recipe, Recipe):
+        return recipe
+    lines = [f"{source}: {e}" + (" (from --set)" if _lead(e) in overridden else "") for e in errors]
     raise RecipeError(lines[0] if len(lines) == 1 else f"{len(lines)} problems in {source}", lines)
 
 
-def _apply_override(raw: dict, item: str, source: Path) -> None:
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise RecipeError(f"--set {item!r}: expected field.path=value")
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text  # a bare word is a string
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            node = node[int(part)] if part.isdigit() and int(part) < len(node) else {}
-        else:
-            node = node.setdefault(part, {})
-    node[parts[-1]] = value
+def _lead(problem: str) -> str:
+    return problem.split(":", 1)[0]
 
 
-def _parse(tp: Any, value: Any, where: str, errors: list[str]) -> Any:
-    """Return a zero-argument builder for dataclasses (so cross checks run last), else the value."""
-    if dataclasses.is_dataclass(tp):
-        return _parse_dataclass(tp, value, where, errors)
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            return _parse(options[0], value, where, errors)
-        kind = value.get("kind") if isinstance(value, dict) else None
-        for option in options:  # tagged union of stages
-            if _kind_of(option) == kind:
-                return _parse(option, value, where, errors)
-        errors.append(f"{where}.kind: got {kind!r}, expected one of {[_kind_of(o) for o in options]}")
-        return None
-    if origin is Literal:
-        if value not in args:
-            errors.append(f"{where}: got {value!r}, expected one of {list(args)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            errors.append(f"{where}: got {value!r}, expected a list")
-            return ()
-        return tuple(_parse(args[0], v, f"{where}[{i}]", errors) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            errors.append(f"{where}: got {value!r}, expected a table")
-            return {}
-        return {k: _parse(args[1], v, f"{where}.{k}", errors) for k, v in value.items()}
-    return _scalar(tp, value, where, errors)
-
-
-def _kind_of(cls) -> str:
-    return typing.get_args(typing.get_type_hints(cls)["kind"])[0]
-
-
-def _scalar(tp: type, value: Any, where: str, errors: list[str]) -> Any:
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }[tp]
-    if not ok:
-        errors.append(f"{where}: got {value!r}, expected {'a number' if tp is float else 'a ' + tp.__name__}")
-        return value
-    return float(value) if tp is float else value
-
-
-def _parse_dataclass(cls, value: Any, where: str, errors: list[str]):
-    if not isinstance(value, dict):
-        errors.append(f"{where or 'recipe'}: got {value!r}, expected a table")
-        return lambda: None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    prefix = f"{where}." if where else ""
-    for key in value:
-        if key not in fields:
-            near = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            errors.append(f"{prefix}{key}: unknown key{hint}, expected one of {sorted(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in value:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                errors.append(f"{prefix}{name}: missing, expected a value")
-            continue
-        parsed = _parse(hints[name], value[name], f"{prefix}{name}", errors)
-        lo, hi, hi_open = f.metadata.get("range", (None, None, False))
-        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-            if (lo is not None and parsed < lo) or (hi is not None and (parsed >= hi if hi_open else parsed > hi)):
-                expected = " and ".join(
-                    part
-                    for part in (
-                        f"{lo} <= x" if lo is not None else "",
-                        (f"x < {hi}" if hi_open else f"x <= {hi}") if hi is not None else "",
-                    )
-                    if part
-                )
-                errors.append(f"{prefix}{name}: got {parsed!r}, expected {expected}")
-        kwargs[name] = parsed
-
-    def build():
-        built = {k: (v() if callable(v) and not isinstance(v, type) else v) for k, v in kwargs.items()}
-        if "stages" in built:
-            built["stages"] = tuple(s() if callable(s) else s for s in built["stages"])
-        return cls(**built)
-
-    return build
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
 
 
 def _prune_none(d: Any) -> Any:
     if isinstance(d, dict):
-        return {k: _prune_none(v) for k, v in d.items() if v is not None and v != {}}
+        pruned = {k: _prune_none(v) for k, v in d.items() if v is not None}
+        return {k: v for k, v in pruned.items() if v != {}}
     if isinstance(d, (list, tuple)):
         return [_prune_none(v) for v in d]
     return d
-
-
-# ---------------------------------------------------------------- writing
-
-
-def dumps_toml(recipe: Recipe) -> str:
-    """Serialise a recipe as TOML (scalars, lists, tables and arrays of tables only)."""
-    d = recipe.to_dict()
-    lines = []
-    for key in ("version", "seed"):
-        lines.append(f"{key} = {_toml_value(d.pop(key))}")
-    stages = d.pop("stages", [])
-    for section, body in d.items():
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in body.items() if not isinstance(v, dict)]
-        for k, v in body.items():
-            if isinstance(v, dict) and v:
-                lines += ["", f"[{section}.{k}]"] + [f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items()]
-    for stage in stages:
-        lines += ["", "[[stages]]"] + [f"{k} = {_toml_value(v)}" for k, v in stage.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))

@@ -12,7 +12,8 @@ def shipped() -> dict[str, Path]:
     root = resources.files("tfopt") / "recipe_files"
     if not root.is_dir():
         return {}
-    return {p.name.removesuffix(".toml"): Path(str(p)) for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith(".toml")}
+    found = {p.name.removesuffix(".toml"): Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml")}
+    return dict(sorted(found.items()))
 
 
 def find(name: str) -> Path:
