@@ -9,9 +9,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import _tf
+from . import _tf, convert_checks
 from .data import Subset
-from .errors import ConversionError, UsageError
+from .errors import UsageError
 from .models import LoadedModel
 
 
@@ -52,6 +52,8 @@ class ConvertConfig:
     io_type: str | None = None  # None = the mode's default
     allow_float_fallback: bool = False
     sparse_encoding: bool = False
+    input_shapes: dict | None = None  # name -> full static shape (None = dynamic batch), see shapes.py
+    select_tf_ops: bool = False  # allow Select TF ops (Flex) when builtins lack an op (unverifiable)
 
     @property
     def resolved_io_type(self) -> str:
@@ -65,11 +67,15 @@ class ConvertResult:
     io_type: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    input_shapes: dict = field(default_factory=dict)  # the static shapes the conversion needed
+    select_tf_ops: bool = False  # whether it needed Select TF ops (Flex)
 
 
 def _configure_mode(converter, config: ConvertConfig, tf) -> None:
     name = config.mode
     if name == "none":
+        if config.sparse_encoding:  # float32 weights can be stored sparse too
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if config.sparse_encoding:
@@ -101,14 +107,16 @@ def _converter_for(model: LoadedModel, tf, workdir: str):
     return tf.lite.TFLiteConverter.from_saved_model(str(model.path))
 
 
-def export_keras3(model: LoadedModel, tf, workdir: str) -> str:
+def export_keras3(model: LoadedModel, tf, workdir: str, shapes: dict | None = None) -> str:
     """Export a Keras 3 model as a SavedModel whose signature keeps the Keras output names.
 
     (``model.export()`` would name outputs ``output_0``…; a named dict lets verification
     match outputs by name.)  Variables are saved, so int8 calibration can read them.
+    ``shapes`` fixes input shapes (name -> full shape) for models that need static ones.
     """
     keras = _tf.keras3()
-    specs = [tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype, name=s.name) for s in model.inputs]
+    shapes = shapes or {}
+    specs = [tf.TensorSpec(shapes.get(s.name, (None,) + tuple(s.shape[1:])), s.dtype, name=s.name) for s in model.inputs]
     keras_model, out_names = model.model, [o.name for o in model.outputs]
 
     def serve(*args):
@@ -119,7 +127,7 @@ def export_keras3(model: LoadedModel, tf, workdir: str) -> str:
     archive = keras.export.ExportArchive()
     archive.track(keras_model)
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=specs)
-    path = f"{workdir}/keras3_savedmodel"
+    path = tempfile.mkdtemp(prefix="keras3_savedmodel_", dir=workdir)
     archive.write_out(path, verbose=False)
     return path
 
@@ -136,16 +144,30 @@ def convert(model: LoadedModel, config: ConvertConfig, calibration: Subset | Non
     if spec.needs_calibration and calibration is None:
         raise UsageError(f"--quantize {config.mode} needs calibration data: pass --data FILE (or --calibration random)")
     start = time.perf_counter()
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tfopt-convert-") as workdir:
-        converter = _converter_for(model, tf, workdir)
-        _configure_mode(converter, config, tf)
-        if spec.needs_calibration:
-            converter.representative_dataset = _representative(model, calibration)
-        try:
-            flatbuffer = converter.convert()
-        except Exception as e:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError
-            raise ConversionError(_explain(config, e)) from e
-    return ConvertResult(flatbuffer, config.mode, config.resolved_io_type, time.perf_counter() - start)
+
+        def attempt(state: convert_checks.Attempt) -> bytes:
+            if state.shapes and model.flavour == "keras3":  # a concrete function would keep resource variables
+                converter = tf.lite.TFLiteConverter.from_saved_model(export_keras3(model, tf, workdir, state.shapes))
+            elif state.shapes:
+                converter = convert_checks.static_converter(model, tf, state.shapes)
+            else:
+                converter = _converter_for(model, tf, workdir)
+            _configure_mode(converter, config, tf)
+            if state.select_tf_ops:
+                ops = set(converter.target_spec.supported_ops) | {tf.lite.OpsSet.SELECT_TF_OPS}
+                if tf.lite.OpsSet.TFLITE_BUILTINS_INT8 not in ops:
+                    ops.add(tf.lite.OpsSet.TFLITE_BUILTINS)
+                converter.target_spec.supported_ops = ops
+            if spec.needs_calibration:
+                converter.representative_dataset = _representative(model, calibration)
+            return converter.convert()
+
+        flatbuffer, state = convert_checks.convert_with_fallbacks(attempt, model, config, notes)
+    notes += convert_checks.check_result(flatbuffer, model, config)
+    seconds = time.perf_counter() - start
+    return ConvertResult(flatbuffer, config.mode, config.resolved_io_type, seconds, notes, state.shapes, state.select_tf_ops)
 
 
 def _representative(model: LoadedModel, calibration: Subset) -> Callable:
@@ -153,15 +175,8 @@ def _representative(model: LoadedModel, calibration: Subset) -> Callable:
 
     def gen():
         for x, _ in calibration.batches(32):
-            for i in range(len(x[names[0]])):
-                yield [x[n][i : i + 1].astype(np.float32) if x[n].dtype.kind == "f" else x[n][i : i + 1] for n in names]
+            for i in range(len(x[names[0]])):  # by name: the converter's input order is not the model's
+                yield {n: x[n][i : i + 1].astype(np.float32) if x[n].dtype.kind == "f" else x[n][i : i + 1] for n in names}
 
     return gen
 
-
-def _explain(config: ConvertConfig, e: Exception) -> str:
-    text = " ".join(str(e).split())
-    hint = ""
-    if config.mode in ("int8", "int16x8") and not config.allow_float_fallback and "quantiz" in text.lower():
-        hint = "; some ops have no integer kernel: try --allow-float-fallback or --quantize dynamic"
-    return f"the TFLite converter failed while converting to {config.mode}: {text[:500]}{hint}"

@@ -148,6 +148,7 @@ def load_custom_objects(spec: str | None) -> dict[str, Any]:
     """``FILE.py`` (every public class/function in it) or ``module:attr`` (a dict or one object)."""
     if not spec:
         return {}
+    _tf.tf()  # user code may import tensorflow: TF_USE_LEGACY_KERAS must be set first
     if spec.endswith(".py"):
         file = Path(spec)
         if not file.is_file():
@@ -189,9 +190,12 @@ def load_model(path: str | Path, custom_objects: str | dict | None = None) -> Lo
     objects = custom_objects if isinstance(custom_objects, dict) else load_custom_objects(custom_objects)
     if fmt == "savedmodel" and version is None:
         return _load_signature(path, objects)
+    if fmt == "savedmodel":
+        return _load_keras_savedmodel(path, version, objects)
     try:
         if version and version.startswith("3"):
             keras = _tf.keras3()
+            objects = _registered_aliases(path, objects) if fmt == "keras" else objects
             model = keras.saving.load_model(path, compile=False, custom_objects=objects or None, safe_mode=False)
         else:
             model = _tf.tf_keras().models.load_model(path, compile=False, custom_objects=objects or None)
@@ -212,6 +216,46 @@ def load_model(path: str | Path, custom_objects: str | dict | None = None) -> Lo
         training_config=training,
         custom_objects=objects,
     )
+
+
+def _load_keras_savedmodel(path: Path, version: str | None, objects: dict) -> LoadedModel:
+    """A tf_keras SavedModel: as Keras when its classes are known, else through its signature.
+
+    Without the custom objects, tf_keras revives custom layers as generic ``Revived*`` layers;
+    converting and verifying through the ``serving_default`` signature is then the faithful path.
+    """
+    try:
+        model = _tf.tf_keras().models.load_model(path, compile=False, custom_objects=objects or None)
+    except Exception:  # noqa: BLE001 - unknown custom classes and the like: the signature still runs
+        return _load_signature(path, objects)
+    revived = [layer.name for layer in getattr(model, "layers", []) if type(layer).__module__.endswith("saved_model.load")]
+    if revived or not getattr(model, "inputs", None):
+        return _load_signature(path, objects)
+    return LoadedModel(path, "savedmodel", version, model, _specs(model.inputs, _input_names(model)),
+                       _specs(model.outputs, _output_names(model)), None, objects)
+
+
+def _registered_aliases(path: Path, objects: dict) -> dict:
+    """Keras 3 looks classes up by registered name (``package>Class``): alias the user's classes to them."""
+    if not objects:
+        return objects
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return objects
+    aliases = dict(objects)
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name, registered = node.get("class_name"), node.get("registered_name")
+            if isinstance(registered, str) and name in objects:
+                aliases.setdefault(registered, objects[name])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return aliases
 
 
 def _load_failure(path: Path, e: Exception) -> str:

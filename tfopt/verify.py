@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import _tf
+from . import _tf, tflite_ops
 from .data import Subset
-from .errors import VerificationFailed
+from .errors import ConversionError, VerificationFailed
 from .models import LoadedModel
 
 
@@ -71,7 +71,17 @@ class TFLiteRunner:
 
     def __init__(self, tflite: bytes, num_threads: int | None = None):
         Interpreter = _tf.interpreter_class()
-        self.interpreter = Interpreter(model_content=tflite, num_threads=num_threads or os.cpu_count() or 1)
+        threads = num_threads or os.cpu_count() or 1
+        self.interpreter = Interpreter(model_content=tflite, num_threads=threads)
+        try:
+            self.interpreter.allocate_tensors()
+        except RuntimeError as e:  # XNNPACK cannot prepare some models (sparse-encoded int8): run without it
+            if "delegate" not in str(e).lower():
+                raise
+            from ai_edge_litert.interpreter import OpResolverType
+
+            self.interpreter = Interpreter(model_content=tflite, num_threads=threads,
+                                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         signatures = self.interpreter.get_signature_list()
         self.runner = self.interpreter.get_signature_runner(next(iter(signatures))) if signatures else None
         if self.runner is None:
@@ -79,6 +89,8 @@ class TFLiteRunner:
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
         self.resizable = all(-1 in d["shape_signature"][:1] for d in self.inputs.values())
+        # fused RNN ops keep their state in variable tensors across invocations: reset per sample
+        self.stateful = bool(tflite_ops.stateful_ops(tflite))
 
     @property
     def input_names(self) -> list[str]:
@@ -96,8 +108,14 @@ class TFLiteRunner:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.stateful:
+            self.interpreter.reset_all_variables()
         args = {name: _quantize(feeds[name], d) for name, d in self.inputs.items()}
-        out = self.runner(**args)
+        try:
+            out = self.runner(**args)
+        except RuntimeError as e:  # a kernel that cannot run this model: an error, not a missed threshold
+            text = " ".join(str(e).split())
+            raise ConversionError(f"the LiteRT interpreter cannot run the .tflite: {text[:300]}") from e
         return {name: _dequantize(value, self.outputs[name]) for name, value in out.items()}
 
 

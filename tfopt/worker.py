@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import traceback
@@ -106,16 +107,36 @@ def _crash(exitcode: int | None, stage: str | None, log_path: str | None) -> Wor
         how = f"exit status {exitcode}"
     doing = describe_stage(stage)
     who = "the TFLite converter" if stage and stage.startswith("convert") else "the tfopt worker"
-    last = _last_log_line(log_path)
+    last = _relevant_log_line(log_path)
     hint = CRASH_HINTS.get("convert") if who.startswith("the TFLite") else "run with --debug to see the native log"
     message = f"{who} crashed ({how}) while {doing}"
     if last:
-        message += f"; last native log line: {last[:200]}"
+        message += f"; native log: {last[:200]}"
     return WorkerCrashed(message, hint)
 
 
-def _last_log_line(path: str | None) -> str | None:
+# Native log lines that explain a crash, best first: fatal glog lines ("F0000 ... Check failed: ..."),
+# then error lines; TensorFlow's warnings (W0000, I0000, "WARNING:") are noise.
+_CRASH_LINES = (
+    re.compile(r"^F\d{4} |Check failed|Fatal Python error|Segmentation fault|terminate called"),
+    re.compile(r"^E\d{4} |error:|Error:|Aborted"),
+)
+_NOISE = re.compile(r"^[WI]\d{4} |^WARNING|cuInit|cuda|oneDNN|TF_ENABLE_ONEDNN_OPTS|rebuild TensorFlow|NodeDef mentions attribute")
+
+
+def _relevant_log_line(path: str | None) -> str | None:
+    """The native log line that best explains a crash (None when no line does)."""
     if not path or not Path(path).exists():
         return None
     lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else None
+    for pattern in _CRASH_LINES:
+        hits = [ln for ln in lines if pattern.search(ln) and not _NOISE.search(ln)]
+        if hits:
+            return _strip_glog_prefix(hits[-1])
+    return None  # the rest is Python warnings and TensorFlow chatter: --debug shows it all
+
+
+def _strip_glog_prefix(line: str) -> str:
+    """``F0000 00:00:17.12  123 file.cc:45] Check failed: x`` → ``file.cc:45] Check failed: x``."""
+    m = re.match(r"^[FEWI]\d{4} [\d:.]+\s+\d+ (.*)$", line)
+    return m.group(1) if m else line
