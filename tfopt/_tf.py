@@ -97,3 +97,11 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+@functools.cache
+def tflite_schema() -> ModuleType:
+    """The TFLite flatbuffer schema (pure Python + flatbuffers): reads a .tflite without TensorFlow."""
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
