@@ -74,3 +74,49 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     np.savez(d / "tiny_xy.npz", x=x, y=y)
     np.save(d / "tiny_x.npy", x[400:])
     return {"dir": d, "h5": d / "tiny.h5", "npz": d / "tiny.npz", "xy": d / "tiny_xy.npz", "npy": d / "tiny_x.npy"}
+
+
+def _sine(x):
+    import tensorflow as tf
+
+    return tf.math.sin(x)
+
+
+@pytest.fixture(scope="session")
+def odd_model(tmp_path_factory) -> dict[str, Path]:
+    """A tiny tf_keras model with a half-zero kernel, a layer QAT cannot wrap (LayerNormalization) and an op
+    without an int8 kernel (sin), plus its float32 and int8-with-float-fallback .tflite conversions."""
+    from tfopt import _tf
+    from tfopt.convert import ConvertConfig, convert
+    from tfopt.data import random_calibration
+    from tfopt.models import load_model
+
+    K = _tf.tf_keras()
+    _tf.seed_everything(0)
+    model = K.Sequential([
+        K.Input((8,), name="features"), K.layers.Dense(16, activation="relu", name="hidden"),
+        K.layers.LayerNormalization(name="norm"), K.layers.Lambda(_sine, name="sine"),
+        K.layers.Dense(3, activation="softmax", name="probs"),
+    ], name="odd")  # fixed: the default name depends on how many models the session built
+    w = model.get_layer("hidden").get_weights()
+    w[0][:4] = 0.0  # 4 of 8 input rows: exactly half the kernel is zero
+    model.get_layer("hidden").set_weights(w)
+    d = tmp_path_factory.mktemp("odd")
+    model.save(d / "odd.h5", include_optimizer=False)
+    loaded = load_model(d / "odd.h5")
+    calibration = random_calibration(loaded.inputs, 16, 0)
+    out = {"dir": d, "h5": d / "odd.h5"}
+    for tag, config in (("float32", ConvertConfig("none")), ("int8", ConvertConfig("int8", "int8", allow_float_fallback=True))):
+        out[tag] = d / f"odd.{tag}.tflite"
+        out[tag].write_bytes(convert(loaded, config, calibration if tag == "int8" else None).tflite)
+    return out
+
+
+@pytest.fixture(scope="session")
+def legacy_h5(tmp_path_factory) -> dict[str, Path]:
+    """A Keras 2.2.4-style .h5 (class_name "Model", legacy initializer/optimizer configs, conv2d_1-style
+    names; see tests/legacy_h5.py) of a tiny trained 8x8x1 CNN, plus its x_train/…/y_test .npz."""
+    from legacy_h5 import write_legacy_data, write_legacy_h5
+
+    d = tmp_path_factory.mktemp("legacy")
+    return {"dir": d, "h5": write_legacy_h5(d / "legacy.h5"), "npz": write_legacy_data(d / "legacy.npz")}

@@ -91,9 +91,11 @@ def main():
 # ------------------------------------------------------------------ convert
 
 CONVERT_FLAGS = {
-    # flag parameter -> recipe field path
+    # flag parameter -> recipe field path; every recipe field has a flag and vice versa (tests/test_recipe.py
+    # checks it). Stage settings are `stages[KIND].FIELD`; `stages[KIND]` for a flag that only adds a stage.
     "model": "model.path",
     "custom_objects": "model.custom_objects",
+    "input_shape": "model.input_shapes",
     "data": "data.path",
     "train_data": "data.train",
     "calibration": "data.calibration",
@@ -105,6 +107,19 @@ CONVERT_FLAGS = {
     "io_type": "convert.io_type",
     "allow_float_fallback": "convert.allow_float_fallback",
     "sparse_encoding": "convert.sparse_encoding",
+    "prune": "stages[prune].sparsity",
+    "prune_schedule": "stages[prune].schedule",
+    "prune_pattern": "stages[prune].pattern",
+    "prune_block": "stages[prune].block",
+    "cluster": "stages[cluster].clusters",
+    "cluster_init": "stages[cluster].init",
+    "qat": "stages[qat]",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "learning_rate": "train.learning_rate",
+    "loss": "train.loss",
+    "strategy": "train.strategy",
+    "skip_unsupported": "train.skip_unsupported",
     "verify": "verify.enabled",
     "max_accuracy_drop": "verify.max_accuracy_drop",
     "min_agreement": "verify.min_agreement",
@@ -118,22 +133,89 @@ CONVERT_FLAGS = {
 
 
 def recipe_from_flags(params: dict) -> dict:
-    """Flags → the same nested dict a recipe file holds (absolute paths)."""
+    """Flags → the same nested dict a recipe file holds (absolute paths).
+
+    Stage flags map to ``stages[KIND].FIELD`` (or ``stages[KIND]`` for a flag that only adds the
+    stage): the flag named like the kind (``--prune``, ``--cluster``, ``--qat``) adds the stage, the
+    others set its fields and need it.  Stages are emitted in the fixed order prune → cluster → qat.
+    """
+    from .recipe import PATH_FIELDS, STAGE_ORDER
+
     raw: dict = {}
+    stages: dict[str, dict] = {}
     for param, path in CONVERT_FLAGS.items():
         value = params.get(param)
-        if value is None:
+        if value is None or value is False and path.startswith("stages["):
             continue
-        if path.endswith(("path", ".train", ".tflite", ".report", ".markdown", ".junit")):
+        if path in PATH_FIELDS and (path != "model.custom_objects" or str(value).endswith(".py")):
             value = str(Path(value).resolve())
-        if path == "model.custom_objects" and str(value).endswith(".py"):
-            value = str(Path(value).resolve())
+        if path.startswith("stages["):
+            kind, _, leaf = path.removeprefix("stages[").partition("]")
+            stage = stages.setdefault(kind, {"kind": kind})
+            if leaf:
+                stage[leaf.lstrip(".")] = value
+            continue
         node = raw
         *parents, leaf = path.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
+    for kind, stage in stages.items():
+        if params.get(kind) in (None, False):
+            flags = [f"--{k.replace('_', '-')}" for k, v in CONVERT_FLAGS.items() if v.startswith(f"stages[{kind}]")]
+            raise UsageError(f"{', '.join(f for f in flags if params.get(f[2:].replace('-', '_')) is not None)} "
+                             f"needs --{kind}")
+    if stages:
+        raw["stages"] = [stages[k] for k in STAGE_ORDER if k in stages]
     return raw
+
+
+def _input_shapes(ctx, param, value):
+    from .shapes import parse_flags
+
+    try:
+        return parse_flags(value)
+    except UsageError as e:
+        raise click.BadParameter(e.message.removeprefix("--input-shape ")) from None
+
+
+def _block(ctx, param, value):
+    if value is None:
+        return None
+    rows, sep, cols = value.lower().partition("x")
+    if not (sep and rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
+        raise click.BadParameter(f"got {value!r}, expected RxC with positive integers, e.g. 1x4")
+    return [int(rows), int(cols)]
+
+
+def stage_options(fn):
+    """Fine-tuning stages (TF-MOT), applied in the fixed order prune → cluster → qat."""
+    options = [
+        click.option("--prune", type=float, metavar="SPARSITY",
+                     help="Magnitude pruning to this fraction of zero weights (0 <= s < 1), e.g. 0.8."),
+        click.option("--prune-schedule", type=click.Choice(["polynomial", "constant"]),
+                     help="Pruning schedule: polynomial ramp to the target (default) or constant."),
+        click.option("--prune-pattern", type=click.Choice(["unstructured", "2:4"]),
+                     help="unstructured (default) or 2:4 (2 zeros in every 4 weights; sparsity 0.5)."),
+        click.option("--prune-block", callback=_block, metavar="RxC", help="Prune in blocks of RxC weights, e.g. 1x4."),
+        click.option("--cluster", type=int, metavar="N", help="Weight clustering: at most N distinct values per kernel."),
+        click.option("--cluster-init", type=click.Choice(["kmeans++", "linear", "random", "density-based"]),
+                     help="Centroid initialisation (default kmeans++)."),
+        click.option("--qat", is_flag=True, default=None,
+                     help="Quantization-aware training, then full int8 (needs --quantize int8)."),
+        click.option("--epochs", type=int, help="Fine-tuning epochs per stage.  [default: 2]"),
+        click.option("--batch-size", type=int, help="Fine-tuning batch size.  [default: 64]"),
+        click.option("--learning-rate", type=float, help="Fine-tuning learning rate (Adam).  [default: 0.0001]"),
+        click.option("--loss", help="Fine-tuning loss (tf_keras name); default: the saved compile config, "
+                                    "else from the output activation and labels; without labels: distillation."),
+        click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]),
+                     help="tf.distribute strategy for fine-tuning (multiworker reads TF_CONFIG).  [default: none]"),
+        click.option("--skip-unsupported", is_flag=True, default=None,
+                     help="Apply stages to the layers TF-MOT supports only (the report lists the others)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def threshold_options(fn):
@@ -153,8 +235,9 @@ def threshold_options(fn):
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--quantize", type=click.Choice(MODES), default="none", show_default=True,
-              help="none = float32; dynamic = int8 weights; float16; int8 = full integer; int16x8.")
+@click.option("--quantize", type=click.Choice(MODES),
+              help="none = float32; dynamic = int8 weights; float16; int8 = full integer; int16x8.  "
+                   "[default: none; int8 with --qat]")
 @click.option("--io-type", type=click.Choice(IO_TYPES),
               help="int8/int16x8 input and output type (default int8 / int16: full-integer deployment).")
 @click.option("--data", type=click.Path(path_type=Path),
@@ -166,8 +249,12 @@ def threshold_options(fn):
 @click.option("--scale", type=float, help="Image folders: pixel * scale + offset (default 1/255).")
 @click.option("--offset", type=float, help="Image folders: added after --scale (default 0).")
 @click.option("--custom-objects", help="FILE.py or module:attr registering custom layers for loading.")
+@click.option("--input-shape", multiple=True, callback=_input_shapes, metavar="[NAME=]d0,d1,...",
+              help="Static shape (batch first, -1 = dynamic batch) for an input with dynamic dimensions, "
+                   "e.g. seq=1,20,8 for an RNN; repeat per input.")
 @click.option("--allow-float-fallback", is_flag=True, default=None, help="int8: keep ops without integer kernels in float.")
 @click.option("--sparse-encoding", is_flag=True, default=None, help="Store sparse weights with TFLite sparsity encoding.")
+@stage_options
 @click.option("--verify/--no-verify", default=None, help="Verify the .tflite against the original (default: verify).")
 @threshold_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .tflite (default: <model>.<mode>.tflite beside it).")
@@ -175,7 +262,8 @@ def threshold_options(fn):
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary to FILE.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML (one case per threshold) to FILE.")
 @click.option("--seed", type=int, help="Seed for calibration sampling and fine-tuning.  [default: 0]")
-@click.option("--dump-recipe", type=click.Path(path_type=Path), help="Write the recipe for this command line to FILE and exit.")
+@click.option("--dump-recipe", type=click.Path(path_type=Path), help="Write the recipe for this command line to FILE (TOML; JSON for .json; paths relative to its folder) "
+                   "and exit; `tfopt run FILE` then writes the same bytes.")
 @output_options
 def convert(state: State, model: Path, dump_recipe: Path | None, **params):
     """Convert MODEL (.h5, .keras or SavedModel dir) to TFLite and verify it.
@@ -185,59 +273,83 @@ def convert(state: State, model: Path, dump_recipe: Path | None, **params):
       tfopt convert model.h5 --quantize int8 --data calib.npz
       tfopt convert model.keras --quantize float16 --data test.npz -o model.f16.tflite
       tfopt convert model.h5 --quantize dynamic --no-verify
-    """
-    from .recipe import dumps_toml, from_dict
+      tfopt convert model.keras --prune 0.8 --qat --quantize int8 --data train.npz --epochs 4
 
+    Fine-tuning stages (TF-MOT) run in the fixed order prune → cluster → qat; together they
+    preserve each other (PQAT, CQAT, sparsity-preserving clustering, PCQAT).  Without labels in
+    the training data they distill from the original model's outputs.
+    """
+    from .recipe import from_dict
+
+    if params.get("qat") and params.get("quantize") is None:
+        params["quantize"] = "int8"  # QAT trains for full-integer int8
     recipe = from_dict(recipe_from_flags({"model": model, **params}), source="command line")
     if dump_recipe:
-        from .files import write_atomic
-
-        text = json.dumps(recipe.to_dict(), indent=2) + "\n" if dump_recipe.suffix == ".json" else dumps_toml(recipe)
-        write_atomic(dump_recipe, text)
-        state.say(f"wrote recipe {dump_recipe}")
+        _dump_recipe(state, recipe, dump_recipe)
         return
     _run_recipes(state, [recipe])
 
 
+def _dump_recipe(state: State, recipe, path: Path) -> None:
+    """Write the recipe with paths relative to its folder (absolute when they share only the root)."""
+    from .files import refuse_inputs, write_atomic
+    from .recipe_io import dumps_recipe, relative_paths
+
+    inputs = {"input model": recipe.model.path, "data file": recipe.data.path, "training data": recipe.data.train}
+    refuse_inputs({"recipe": str(path)}, inputs)
+    fmt = "json" if path.suffix.lower() == ".json" else "toml"
+    header = f"written by `tfopt convert --dump-recipe`; run it with: tfopt run {path.name}"
+    write_atomic(path, dumps_recipe(relative_paths(recipe, path.parent), fmt, header))
+    state.say(f"wrote recipe {path}")
+
+
 def _run_recipes(state: State, recipes: list) -> None:
+    """``tfopt convert``: one recipe; errors propagate (exit 1/2), a missed threshold exits 3."""
     from .pipeline import preflight
-    from .report import summary
+    from .report import reports_json, summary
     from .worker import run_isolated
 
-    reports, worst = [], 0
-    for recipe in recipes:
+    (recipe,) = recipes
+    preflight(recipe)
+    report = run_isolated("tfopt.pipeline:run", (recipe,), _progress(state), state.debug)
+    state.say(summary(report))
+    if state.json:
+        click.echo(reports_json([report]), nl=False)
+    if not report.ok:
+        click.echo("Error: " + "; ".join(report.failures), err=True)
+    sys.exit(report.exit_code)
+
+
+def _run_many(state: State, named: list, combined: dict[str, Path | None]) -> None:
+    """``tfopt run``: each recipe in its own worker, in order; a recipe that errors does not stop the others."""
+    from .pipeline import preflight
+    from .report import summary
+    from .runs import Outcome, run_json, summary as run_summary, worst_exit_code, write_run_reports
+    from .worker import run_isolated
+
+    outcomes = []
+    for i, (name, recipe) in enumerate(named, 1):
+        state.say(f"=== [{i}/{len(named)}] {name}")
         try:
             preflight(recipe)
             report = run_isolated("tfopt.pipeline:run", (recipe,), _progress(state), state.debug)
         except TfoptError as e:
-            if len(recipes) == 1:
-                raise
             state.say(f"Error: {e}")
-            worst = max(worst, e.exit_code)
+            outcomes.append(Outcome(name, error=str(e), error_code=e.exit_code))
             continue
-        reports.append(report)
+        except Exception as e:  # noqa: BLE001 - a bug in one recipe's run must not hide the others' results
+            if state.debug:
+                raise
+            outcomes.append(Outcome(name, error=f"internal error: {type(e).__name__}: {str(e).splitlines()[0]}"))
+            state.say(f"Error: {outcomes[-1].error}")
+            continue
+        outcomes.append(Outcome(name, report))
         state.say(summary(report))
-        worst = max(worst, report.exit_code)
+    write_run_reports(outcomes, combined.get("report"), combined.get("markdown"), combined.get("junit"))
+    state.say(run_summary(outcomes))
     if state.json:
-        from .report import reports_json
-
-        click.echo(reports_json(reports), nl=False)
-    if len(recipes) == 1 and reports and not reports[0].ok:
-        click.echo("Error: " + "; ".join(reports[0].failures), err=True)
-    if len(recipes) > 1:
-        state.say(_multi_summary(recipes, reports))
-    sys.exit(worst)
-
-
-def _multi_summary(recipes, reports) -> str:
-    lines = ["", "summary:"]
-    for r in reports:
-        status = "ok" if r.ok else "FAILED"
-        lines.append(f"  {status:7s} {r.mode:8s} {r.output}")
-    failed = len(recipes) - len(reports)
-    if failed:
-        lines.append(f"  {failed} recipe(s) stopped with an error (see above)")
-    return "\n".join(lines)
+        click.echo(run_json(outcomes), nl=False)
+    sys.exit(worst_exit_code([o.exit_code for o in outcomes]))
 
 
 # ------------------------------------------------------------------ verify
@@ -303,28 +415,36 @@ def train(state: State, arch: str, data: Path, output: Path, epochs: int, seed: 
 
 @main.command()
 @click.argument("recipes", nargs=-1, required=True)
-@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a recipe field, e.g. convert.quantize=int8.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Override a field in every recipe, e.g. convert.quantize=int8 or stages[0].sparsity=0.9 "
+                   "(a TOML value; a bare word is a string; relative paths are relative to the current folder).")
+@click.option("--report", type=click.Path(path_type=Path), help="Write one JSON document (tfopt.run/1) covering every recipe.")
+@click.option("--markdown", type=click.Path(path_type=Path), help="Write one Markdown summary of every recipe (CI job summary).")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML: a suite per recipe, a case per threshold.")
+@click.option("--output-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write each recipe's .tflite to DIR/<recipe name>.tflite (created if missing; overrides output.tflite).")
 @output_options
-def run(state: State, recipes: tuple[str, ...], overrides: tuple[str, ...]):
-    """Run one or more recipe files (or shipped recipe names) in order; exit with the worst code.
+def run(state: State, recipes: tuple[str, ...], overrides: tuple[str, ...], output_dir: Path | None, **combined):
+    """Run recipe files (or shipped recipe names) in order; print one summary table; exit with the worst code.
+
+    Every recipe is validated first: any recipe error stops the run before work starts (exit 2).
+    A recipe that then errors does not stop the others. Exit code: 2 usage > 1 error > 3 missed
+    threshold > 0 ok. See recipes/README.md for the format.
 
     \b
     Examples:
       tfopt run recipes/int8.toml
       tfopt run int8 float16 --set verify.max_accuracy_drop=0.005
+      tfopt run ci/*.toml --junit junit.xml --markdown summary.md
     """
-    from .recipe import load_recipe
-    from .recipes import find
+    from .runs import load_all, recipe_label, refuse_clashes
 
-    loaded, problems = [], []
-    for name in recipes:
-        try:
-            loaded.append(load_recipe(find(name), list(overrides)))
-        except RecipeError as e:
-            problems.extend(e.problems or [str(e)])
-    if problems:
-        raise RecipeError(f"{len(problems)} problem(s) in the recipes", problems)
-    _run_recipes(state, loaded)
+    named = [(recipe_label(name), recipe) for name, recipe in zip(recipes, load_all(recipes, list(overrides)))]
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        named = [(name, recipe.with_output_dir(output_dir, name)) for name, recipe in named]
+    refuse_clashes(named, combined)
+    _run_many(state, named, combined)
 
 
 @main.group()
@@ -371,6 +491,8 @@ def recipes_validate(files: tuple[str, ...]):
     if problems:
         _fail(State(), RecipeError(f"{len(problems)} problem(s)", problems))
 
+
+from . import cli_tools  # noqa: E402,F401 - registers inspect / bench / export-c on `main`
 
 if __name__ == "__main__":  # pragma: no cover
     main()

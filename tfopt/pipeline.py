@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from . import _tf
+from . import _tf, shapes
 from .convert import MODES, ConvertConfig, convert
 from .data import DataPlan, load_data, random_calibration
 from .errors import DataError, UsageError
@@ -98,8 +98,11 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
     with _timed(timings, "load", progress):
         _tf.seed_everything(recipe.seed)
         model = load_model(recipe.model.path, recipe.model.custom_objects)
+        fixed_shapes = shapes.resolve(model.inputs, recipe.model.input_shapes)
+        model.inputs = shapes.apply(model.inputs, fixed_shapes)  # data are checked against the fixed shapes
         plan = plan_data(recipe, model)
     stage_results: list[dict] = []
+    original = model  # verification compares against the model the user gave, not the fine-tuned one
     if recipe.stages:
         from .stages import apply_stages
 
@@ -113,7 +116,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
         else:
             calibration = plan.calibration
     config = ConvertConfig(
-        recipe.convert.quantize, recipe.convert.io_type, recipe.convert.allow_float_fallback, recipe.convert.sparse_encoding
+        recipe.convert.quantize, recipe.convert.io_type, recipe.convert.allow_float_fallback, recipe.convert.sparse_encoding,
+        input_shapes=fixed_shapes, select_tf_ops=not recipe.verify.enabled,
     )
     with _timed(timings, f"convert {recipe.convert.quantize}", progress):
         result = convert(model, config, calibration)
@@ -122,20 +126,29 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
         sizes["float32_tflite"] = sizes["output"]
     else:
         with _timed(timings, "convert float32 baseline", progress):
-            sizes["float32_tflite"] = size_of(convert(model, ConvertConfig("none")).tflite)
+            baseline = ConvertConfig("none", input_shapes=result.input_shapes, select_tf_ops=result.select_tf_ops)
+            sizes["float32_tflite"] = size_of(convert(model, baseline).tflite)
     sizes["output_vs_float32"] = round(sizes["output"]["bytes"] / sizes["float32_tflite"]["bytes"], 4)
     sizes["output_vs_input_gzip"] = round(sizes["output"]["gzip_bytes"] / sizes["input"]["gzip_bytes"], 4)
+    if recipe.convert.sparse_encoding:
+        with _timed(timings, "convert without sparse encoding", progress):
+            plain = dataclasses.replace(config, sparse_encoding=False)
+            sizes["output_without_sparse_encoding"] = size_of(convert(model, plain, calibration).tflite)
+    if stage_results:
+        from .stages import layer_names, weights_summary
+
+        stage_results[-1]["exported_output"] = weights_summary(result.tflite, layer_names(model.model))
     out = output_path(recipe)
     write_atomic(out, result.tflite)
     verification = None
     if recipe.verify.enabled:
         with _timed(timings, "verify", progress):
-            verification = verify(result.tflite, model, plan.evaluation, thresholds_for(recipe)).to_dict()
+            verification = verify(result.tflite, original, plan.evaluation, thresholds_for(recipe)).to_dict()
     if plan is not None:
         notes = plan.notes + notes
     report = Report(
         recipe=recipe.to_dict(),
-        model=_model_info(model),
+        model=_model_info(original),
         mode=recipe.convert.quantize,
         output=out,
         data=_data_info(plan, calibration),

@@ -130,6 +130,30 @@ def metric_rows(report: Report) -> list[tuple[str, ...]]:
     return rows
 
 
+STAGE_HEADER = ("stage", "scheme", "target", "epochs", "sparsity", "max unique/kernel", "gzip", "accuracy", "agreement")
+
+
+def stage_rows(report: Report) -> list[tuple[str, ...]]:
+    rows = []
+    for s in report.stages:
+        layers = s.get("layers") or {}
+        unique = max((v.get("unique_values", 0) for v in layers.values()), default=None)
+        rows.append(
+            (
+                s.get("kind", "?"),
+                s.get("scheme") or s.get("pattern") or s.get("init") or "-",
+                s.get("target", "-"),
+                str(s.get("epochs", "-")),
+                _pct(s.get("kernel_sparsity")),
+                "-" if unique is None else str(unique),
+                _fmt_bytes(s["gzip_bytes"]) if "gzip_bytes" in s else "-",
+                _pct(s.get("accuracy")),
+                _pct(s.get("agreement")),
+            )
+        )
+    return rows
+
+
 METRIC_HEADER = ("output", "acc (ref)", "acc (tflite)", "drop (pts)", "agreement", "max |err|", "cosine", "SQNR dB")
 SIZE_HEADER = ("model", "size", "gzip", "vs float32")
 
@@ -149,8 +173,11 @@ def summary(report: Report) -> str:
     if report.verification:
         v = report.verification
         out += ["", f"verification on {v['samples']} samples:"] + _table(METRIC_HEADER, metric_rows(report))
-    for stage in report.stages:
-        out.append(f"stage {stage.get('kind')}: " + ", ".join(f"{k}={v}" for k, v in stage.items() if k != "kind"))
+    if report.stages:
+        out += ["", "fine-tuning stages (measured in their TFLite export):"] + _table(STAGE_HEADER, stage_rows(report))
+        for stage in report.stages:
+            if stage.get("skipped_layers"):
+                out.append(f"  {stage.get('kind')}: skipped layers {stage['skipped_layers']}")
     out.append("")
     out.append("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items()))
     for note in report.notes:
