@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from tfopt.verify import Thresholds, _dequantize, _quantize, check, output_metrics
+from tfopt.verify import Thresholds, dequantize_output, quantize_input, check, output_metrics
 
 
 def test_identical_outputs_are_perfect():
@@ -51,7 +51,7 @@ def test_every_missed_threshold_is_reported_with_value_and_limit():
 
 def test_quantize_uses_scale_and_zero_point_and_saturates():
     detail = {"dtype": np.int8, "quantization": (0.5, -3)}
-    q = _quantize(np.array([0.0, 1.0, 1000.0, -1000.0]), detail)
+    q = quantize_input(np.array([0.0, 1.0, 1000.0, -1000.0]), detail)
     assert q.tolist() == [-3, -1, 127, -128] and q.dtype == np.int8
-    assert _dequantize(q[:2], detail).tolist() == [0.0, 1.0]
-    assert _quantize(np.array([1.5]), {"dtype": np.float32, "quantization": (0.0, 0)}).dtype == np.float32
+    assert dequantize_output(q[:2], detail).tolist() == [0.0, 1.0]
+    assert quantize_input(np.array([1.5]), {"dtype": np.float32, "quantization": (0.0, 0)}).dtype == np.float32

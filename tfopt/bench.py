@@ -25,6 +25,7 @@ import numpy as np
 from .errors import DataError, UsageError
 from .report import size_of
 from .tflite_model import read_tflite
+from .verify import quantize_input
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def bench_tflite(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndar
     load_ms = (time.perf_counter() - t0) * 1000
     feeds = feeds or sample_inputs({_short(d["name"]): tuple(d["shape"]) for d in details}, config.batch, config.seed)
     for d, value in zip(details, _ordered(feeds, details)):
-        interpreter.set_tensor(d["index"], _quantize(value, d))
+        interpreter.set_tensor(d["index"], quantize_input(value, d))
     times = _time_loop(interpreter.invoke, config)
     current, peak = rss_mb()
     size = size_of(data)
@@ -163,15 +164,6 @@ def _ordered(feeds: dict[str, np.ndarray], details: list[dict]) -> list[np.ndarr
         raise DataError(f"the models to compare have different inputs: {len(values)} vs {len(details)}")
     by_name = [feeds.get(_short(d["name"])) for d in details]
     return by_name if all(v is not None for v in by_name) else values
-
-
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    scale, zero = detail["quantization"]
-    if dtype.kind in "iu" and scale:
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-    return x.astype(dtype)
 
 
 def bench_keras(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndarray]) -> BenchRun:

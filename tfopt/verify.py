@@ -110,16 +110,16 @@ class TFLiteRunner:
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.stateful:
             self.interpreter.reset_all_variables()
-        args = {name: _quantize(feeds[name], d) for name, d in self.inputs.items()}
+        args = {name: quantize_input(feeds[name], d) for name, d in self.inputs.items()}
         try:
             out = self.runner(**args)
         except RuntimeError as e:  # a kernel that cannot run this model: an error, not a missed threshold
             text = " ".join(str(e).split())
             raise ConversionError(f"the LiteRT interpreter cannot run the .tflite: {text[:300]}") from e
-        return {name: _dequantize(value, self.outputs[name]) for name, value in out.items()}
+        return {name: dequantize_output(value, self.outputs[name]) for name, value in out.items()}
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
     scale, zero = detail["quantization"]
     if dtype.kind in "iu" and scale:
@@ -128,7 +128,7 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
     scale, zero = detail["quantization"]
     if y.dtype.kind in "iu" and scale:
         return (y.astype(np.float32) - zero) * scale
