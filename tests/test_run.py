@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tomllib
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -21,7 +23,9 @@ def test_dump_recipe_then_run_writes_identical_bytes(cli, tmp_path):
     assert dumped.exit_code == 0 and not out.exists()
     text = (tmp_path / "job.toml").read_text()
     assert text.startswith("# written by `tfopt convert --dump-recipe`; run it with: tfopt run job.toml\n")
-    assert f'path = "{SAMPLE_H5}"' in text  # shares only / with the recipe folder: absolute
+    written = tomllib.loads(text)["model"]["path"]  # absolute, or relative to the recipe's folder
+    assert (tmp_path / written).resolve() == SAMPLE_H5.resolve()
+    assert Path(written).is_absolute() == (os.path.commonpath([SAMPLE_H5, tmp_path]) == "/")
     assert 'tflite = "m.int8.tflite"' in text  # beside the recipe: relative, so the folder can move
 
     before = sha256(SAMPLE_H5)
