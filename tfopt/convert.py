@@ -99,9 +99,13 @@ def _configure_mode(converter, config: ConvertConfig, tf) -> None:
 
 
 def _converter_for(model: LoadedModel, tf, workdir: str):
-    """The fastest correct converter entry point for where the model came from."""
+    """The fastest correct converter entry point for where the model came from.
+
+    tf_keras models convert from a traced concrete function: ``from_keras_model`` would save a
+    SavedModel first and import Keras 3 just to type-check the model (~3 s per process).
+    """
     if model.flavour == "tf_keras":
-        return tf.lite.TFLiteConverter.from_keras_model(model.model)
+        return convert_checks.static_converter(model, tf, {})
     if model.flavour == "keras3":
         return tf.lite.TFLiteConverter.from_saved_model(export_keras3(model, tf, workdir))
     return tf.lite.TFLiteConverter.from_saved_model(str(model.path))
