@@ -287,7 +287,7 @@ def convert(state: State, model: Path, dump_recipe: Path | None, **params):
     if dump_recipe:
         _dump_recipe(state, recipe, dump_recipe)
         return
-    _run_recipes(state, [recipe])
+    _run_one(state, recipe)
 
 
 def _dump_recipe(state: State, recipe, path: Path) -> None:
@@ -303,13 +303,12 @@ def _dump_recipe(state: State, recipe, path: Path) -> None:
     state.say(f"wrote recipe {path}")
 
 
-def _run_recipes(state: State, recipes: list) -> None:
+def _run_one(state: State, recipe) -> None:
     """``tfopt convert``: one recipe; errors propagate (exit 1/2), a missed threshold exits 3."""
     from .pipeline import preflight
     from .report import reports_json, summary
     from .worker import run_isolated
 
-    (recipe,) = recipes
     preflight(recipe)
     report = run_isolated("tfopt.pipeline:run", (recipe,), _progress(state), state.debug)
     state.say(summary(report))
