@@ -121,19 +121,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
     )
     with _timed(timings, f"convert {recipe.convert.quantize}", progress):
         result = convert(model, config, calibration)
-    sizes = {"input": size_of(Path(recipe.model.path)), "output": size_of(result.tflite)}
-    if recipe.convert.quantize == "none":
-        sizes["float32_tflite"] = sizes["output"]
-    else:
-        with _timed(timings, "convert float32 baseline", progress):
-            baseline = ConvertConfig("none", input_shapes=result.input_shapes, select_tf_ops=result.select_tf_ops)
-            sizes["float32_tflite"] = size_of(convert(model, baseline).tflite)
-    sizes["output_vs_float32"] = round(sizes["output"]["bytes"] / sizes["float32_tflite"]["bytes"], 4)
-    sizes["output_vs_input_gzip"] = round(sizes["output"]["gzip_bytes"] / sizes["input"]["gzip_bytes"], 4)
-    if recipe.convert.sparse_encoding:
-        with _timed(timings, "convert without sparse encoding", progress):
-            plain = dataclasses.replace(config, sparse_encoding=False)
-            sizes["output_without_sparse_encoding"] = size_of(convert(model, plain, calibration).tflite)
+    sizes = _sizes(recipe, model, config, result, calibration, lambda name: _timed(timings, name, progress))
     if stage_results:
         from .stages import layer_names, weights_summary
 
@@ -162,6 +150,24 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
     )
     write_reports(recipe, [report])
     return report
+
+
+def _sizes(recipe: Recipe, model: LoadedModel, config: ConvertConfig, result, calibration, timed) -> dict:
+    """Bytes and gzip bytes of the input, the output and the float32 TFLite baseline (plus ratios)."""
+    sizes = {"input": size_of(Path(recipe.model.path)), "output": size_of(result.tflite)}
+    if recipe.convert.quantize == "none":
+        sizes["float32_tflite"] = sizes["output"]
+    else:
+        with timed("convert float32 baseline"):
+            baseline = ConvertConfig("none", input_shapes=result.input_shapes, select_tf_ops=result.select_tf_ops)
+            sizes["float32_tflite"] = size_of(convert(model, baseline).tflite)
+    sizes["output_vs_float32"] = round(sizes["output"]["bytes"] / sizes["float32_tflite"]["bytes"], 4)
+    sizes["output_vs_input_gzip"] = round(sizes["output"]["gzip_bytes"] / sizes["input"]["gzip_bytes"], 4)
+    if recipe.convert.sparse_encoding:
+        with timed("convert without sparse encoding"):
+            plain = dataclasses.replace(config, sparse_encoding=False)
+            sizes["output_without_sparse_encoding"] = size_of(convert(model, plain, calibration).tflite)
+    return sizes
 
 
 def verify_file(tflite_path: str, params: dict, progress: Progress | None = None) -> Report:
