@@ -214,3 +214,27 @@ def test_unreadable_data_file(cli, tiny, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
     result = cli("convert", tiny["h5"], "--quantize", "dynamic", "--data", tmp_path / "bad.npz")
     assert_clean_error(result, 1, f"Error: {tmp_path / 'bad.npz'} is not a readable .npz or .npy file")
+
+
+# ---------------------------------------------------------------- outputs checked before any work
+
+
+def test_output_folder_must_exist_before_any_work(cli, tiny, tmp_path):
+    out = tmp_path / "missing" / "o.tflite"
+    result = cli("convert", tiny["h5"], "--quantize", "dynamic", "--data", tiny["npz"], "-o", out)
+    assert_clean_error(result, 2, f"Error: cannot write output {out}: folder {out.parent} does not exist")
+    assert "…" not in result.stderr  # refused in the CLI process: no worker, no progress
+
+
+def test_report_over_the_output_is_refused(cli, tiny, tmp_path):
+    out = tmp_path / "o.tflite"
+    result = cli("convert", tiny["h5"], "--quantize", "dynamic", "--data", tiny["npz"], "-o", out, "--report", out)
+    assert_clean_error(result, 2, f"Error: JSON report and output are the same file ({out})")
+    assert not out.exists()
+
+
+def test_verify_a_file_that_is_not_tflite(cli, tiny, tmp_path):
+    bogus = tmp_path / "m.tflite"
+    bogus.write_bytes(b"\0" * 64)
+    result = cli("verify", bogus, "--reference", tiny["h5"], "--data", tiny["npz"])
+    assert_clean_error(result, 1, f"Error: {bogus} is not a TFLite model: the flatbuffer identifier 'TFL3' is missing")

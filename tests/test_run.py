@@ -108,3 +108,15 @@ def test_shipped_fine_tuning_recipes_run(cli, tmp_path):
     gzip = {n: by_name[n]["sizes"]["output"]["gzip_bytes"] for n in names}
     assert gzip["prune80-qat-int8"] < 0.5 * gzip["int8-qat"]  # 80% zeros compress
     assert gzip["cluster16-qat-int8"] < 0.8 * gzip["int8-qat"]  # 16 distinct values compress
+
+
+def test_a_recipe_that_cannot_verify_stops_the_run_before_any_work(cli, tmp_path):
+    no_data = tmp_path / "no_data.json"
+    no_data.write_text(json.dumps({"model": {"path": str(SAMPLE_H5)}, "convert": {"quantize": "dynamic"}}))
+    result = cli("run", "float16", no_data, "--output-dir", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: no_data: verification needs held-out data: pass --data FILE (or --no-verify to skip verification "
+        "explicitly)"
+    )
+    assert list((tmp_path / "out").iterdir()) == []  # float16 did not run either

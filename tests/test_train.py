@@ -33,3 +33,9 @@ def test_quiet_convert_prints_nothing(cli, tiny, tmp_path):
                  "--quiet")
     assert result.exit_code == 0 and result.stderr == "" and result.stdout == ""
     assert (tmp_path / "q.tflite").stat().st_size > 0
+
+
+def test_train_on_data_without_a_test_split_says_so(cli, tiny, tmp_path):
+    result = cli("train", "--arch", "mlp", "--data", tiny["xy"], "-o", tmp_path / "m.h5", "--epochs", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "test accuracy n/a (no x_test/y_test in the data) after 1 epochs" in result.stderr

@@ -3,8 +3,8 @@
 Everything heavy is imported lazily, on first use, so that ``tfopt --help`` and
 recipe validation never pay for TensorFlow's start-up.  ``TF_USE_LEGACY_KERAS=1``
 must be set before TensorFlow is imported: it makes ``tf.keras`` the Keras 2
-implementation (``tf_keras``) that TF-MOT and ``TFLiteConverter.from_keras_model``
-understand.  Keras 3 stays importable as ``keras`` for loading Keras 3 files.
+implementation (``tf_keras``) that TF-MOT understands.  Keras 3 stays importable as
+``keras`` for loading Keras 3 files.
 """
 
 from __future__ import annotations
@@ -63,10 +63,35 @@ def tfmot() -> ModuleType:
     return tensorflow_model_optimization
 
 
-def interpreter_class() -> type:
-    from ai_edge_litert.interpreter import Interpreter
+@functools.cache
+def litert() -> ModuleType:
+    """``ai_edge_litert.interpreter`` (Interpreter, OpResolverType)."""
+    from ai_edge_litert import interpreter
 
-    return Interpreter
+    return interpreter
+
+
+def interpreter_class() -> type:
+    return litert().Interpreter
+
+
+@functools.cache
+def tfmot_supports() -> dict:
+    """stage -> predicate(tf_keras layer) -> bool, from TF-MOT's own layer registries."""
+    tfmot()
+    from tensorflow_model_optimization.python.core.clustering.keras import clusterable_layer, clustering_registry
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as q8,
+    )
+    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
+
+    quantize = q8.Default8BitQuantizeRegistry()
+    return {
+        "prune": lambda l: isinstance(l, prunable_layer.PrunableLayer) or prune_registry.PruneRegistry.supports(l),
+        "quantize": lambda l: quantize.supports(l),
+        "cluster": lambda l: isinstance(l, clusterable_layer.ClusterableLayer)
+        or clustering_registry.ClusteringRegistry.supports(l),
+    }
 
 
 def seed_everything(seed: int = DEFAULT_SEED) -> None:

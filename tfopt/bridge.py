@@ -161,6 +161,7 @@ def _check_layer(K, layer: dict, custom_objects: dict) -> str | None:
     """Deserialize one layer in tf_keras (dropping Keras-3-only arguments left at defaults)."""
     name = layer["config"].get("name")
     cfg = layer["config"]
+    last = "its config does not deserialize in tf_keras"
     for _ in range(8):
         try:
             with K.utils.custom_object_scope(custom_objects):

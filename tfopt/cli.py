@@ -44,10 +44,15 @@ def output_options(fn):
         except Exception as e:  # a bug in tfopt or a library: still one line unless --debug
             if state.debug:
                 raise
-            _fail(state, TfoptError(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                                    "run with --debug for the traceback and please report it"))
+            _fail(state, TfoptError(internal_error(e), "run with --debug for the traceback and please report it"))
 
     return wrapper
+
+
+def internal_error(e: BaseException) -> str:
+    """One line for an exception tfopt did not expect (a bug here or in a library)."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"internal error: {type(e).__name__}: {first}"
 
 
 def _fail(state: State, e: TfoptError):
@@ -223,12 +228,14 @@ def threshold_options(fn):
     fn = click.option(
         "--min-agreement",
         type=float,
-        help="Fail if top-1 agreement with the original is below this (default: 0.97 quantized, 0.99 float16).",
+        help="Fail if top-1 agreement with the original is below this (default per mode: 0.97 dynamic/int8/int16x8, "
+        "0.99 float16, 0.995 none; tfopt verify: 0.97).",
     )(fn)
     fn = click.option(
         "--max-accuracy-drop",
         type=float,
-        help="Fail if accuracy drops more than this fraction (0.01 = 1 point; default 0.01, 0.005 float16).",
+        help="Fail if accuracy drops more than this fraction (0.01 = 1 point; default per mode: 0.01 dynamic/int8/"
+        "int16x8, 0.005 float16, 0.002 none; tfopt verify: 0.01).",
     )(fn)
     return fn
 
@@ -257,7 +264,8 @@ def threshold_options(fn):
 @stage_options
 @click.option("--verify/--no-verify", default=None, help="Verify the .tflite against the original (default: verify).")
 @threshold_options
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .tflite (default: <model>.<mode>.tflite beside it).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .tflite (default beside the model: <model>.<mode>.tflite, with stage tags "
+              "such as <model>.prune80.qat.int8.tflite).")
 @click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON report to FILE.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary to FILE.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML (one case per threshold) to FILE.")
@@ -295,7 +303,8 @@ def _dump_recipe(state: State, recipe, path: Path) -> None:
     from .files import refuse_inputs, write_atomic
     from .recipe_io import dumps_recipe, relative_paths
 
-    inputs = {"input model": recipe.model.path, "data file": recipe.data.path, "training data": recipe.data.train}
+    inputs = {"input model": recipe.model.path, "data file": recipe.data.path, "training data": recipe.data.train,
+              "custom objects file": recipe.model.custom_objects}
     refuse_inputs({"recipe": str(path)}, inputs)
     fmt = "json" if path.suffix.lower() == ".json" else "toml"
     header = f"written by `tfopt convert --dump-recipe`; run it with: tfopt run {path.name}"
@@ -339,7 +348,7 @@ def _run_many(state: State, named: list, combined: dict[str, Path | None]) -> No
         except Exception as e:  # noqa: BLE001 - a bug in one recipe's run must not hide the others' results
             if state.debug:
                 raise
-            outcomes.append(Outcome(name, error=f"internal error: {type(e).__name__}: {str(e).splitlines()[0]}"))
+            outcomes.append(Outcome(name, error=internal_error(e)))
             state.say(f"Error: {outcomes[-1].error}")
             continue
         outcomes.append(Outcome(name, report))
@@ -358,7 +367,7 @@ def _run_many(state: State, named: list, combined: dict[str, Path | None]) -> No
 @click.argument("tflite", type=click.Path(path_type=Path))
 @click.option("--reference", required=True, type=click.Path(path_type=Path), help="The original Keras model.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Held-out data (see convert --data).")
-@click.option("--eval-samples", type=int, help="Evaluate on at most N samples.")
+@click.option("--eval-samples", type=click.IntRange(min=1), help="Evaluate on at most N samples.")
 @click.option("--custom-objects", help="FILE.py or module:attr for loading the reference.")
 @threshold_options
 @click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON report to FILE.")
@@ -404,7 +413,9 @@ def train(state: State, arch: str, data: Path, output: Path, epochs: int, seed: 
 
     args = (arch, str(data.resolve()), str(output.resolve()), epochs, seed)
     result = run_isolated("tfopt.train:train_cli", args, _progress(state), state.debug)
-    state.say(f"wrote {output}: test accuracy {result['test_accuracy']:.4f} after {epochs} epochs")
+    accuracy = result["test_accuracy"]
+    shown = "n/a (no x_test/y_test in the data)" if accuracy is None else f"{accuracy:.4f}"
+    state.say(f"wrote {output}: test accuracy {shown} after {epochs} epochs")
     if state.json:
         click.echo(json.dumps(result, indent=2))
 
@@ -443,7 +454,24 @@ def run(state: State, recipes: tuple[str, ...], overrides: tuple[str, ...], outp
         output_dir.mkdir(parents=True, exist_ok=True)
         named = [(name, recipe.with_output_dir(output_dir, name)) for name, recipe in named]
     refuse_clashes(named, combined)
+    _refuse_unusable(named)
     _run_many(state, named, combined)
+
+
+def _refuse_unusable(named: list) -> None:
+    """Usage problems the recipe schema alone cannot see (verification without data, output clashes), up front."""
+    from .pipeline import preflight
+
+    problems = []
+    for name, recipe in named:
+        try:
+            preflight(recipe)
+        except UsageError as e:
+            problems.append(f"{name}: {e}")
+        except TfoptError:  # a missing model or data file: reported by that recipe's run, the others go on
+            pass
+    if problems:
+        raise UsageError(problems[0]) if len(problems) == 1 else RecipeError(f"{len(problems)} problems", problems)
 
 
 @main.group()

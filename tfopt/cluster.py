@@ -16,12 +16,9 @@ INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "random": "RANDOM",
 
 def unsupported_reason(layer, stage: ClusterStage) -> str | None:
     """None when TF-MOT can cluster ``layer`` (layers without weights need nothing), else "" (no support)."""
-    from tensorflow_model_optimization.python.core.clustering.keras import clusterable_layer, clustering_registry
-
     if not layer.weights:
         return None
-    ok = isinstance(layer, clusterable_layer.ClusterableLayer) or clustering_registry.ClusteringRegistry.supports(layer)
-    return None if ok else ""
+    return None if _tf.tfmot_supports()["cluster"](layer) else ""
 
 
 def wrap_layer(layer, stage: ClusterStage, steps: int, previous: tuple[str, ...]) -> Any:

@@ -2,7 +2,8 @@
 
 Sources: ``.npz`` (``x``/``y``; ``x_train``/``y_train``/``x_test``/``y_test``; or one key per
 model input name), ``.npy`` (inputs only), or a folder of images with one sub-folder per
-class.  Image folders are decoded lazily, batch by batch, never all at once.
+class.  Calibration and evaluation decode image folders batch by batch, never all at once;
+fine-tuning (``finetune.py``) holds its training samples in memory.
 """
 
 from __future__ import annotations

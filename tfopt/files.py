@@ -57,3 +57,14 @@ def refuse_inputs(outputs: dict[str, str | None], inputs: dict[str, str | None])
                     f"refusing to write {out_label} {out}: it is the {in_label} ({inp}); "
                     "inputs are never overwritten, choose another output path"
                 )
+
+
+def refuse_clashes(outputs: dict[str, str | None]) -> None:
+    """Raise OutputError when two outputs are one file or an output's folder does not exist (before any work)."""
+    given = [(label, path) for label, path in outputs.items() if path]
+    for i, (label, path) in enumerate(given):
+        if not Path(path).resolve().parent.is_dir():
+            raise OutputError(f"cannot write {label} {path}: folder {Path(path).parent} does not exist")
+        for other_label, other in given[:i]:
+            if same_path(path, other):
+                raise OutputError(f"{label} and {other_label} are the same file ({path}): choose distinct output paths")

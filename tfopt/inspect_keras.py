@@ -25,24 +25,6 @@ STAGES = ("prune", "quantize", "cluster")
 INT8_CHECK_SAMPLES = 16
 
 
-def _registries() -> dict[str, Callable]:
-    """stage -> function(tf_keras layer) -> bool, from TF-MOT's registries."""
-    _tf.tfmot()
-    from tensorflow_model_optimization.python.core.clustering.keras import clusterable_layer, clustering_registry
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as q8,
-    )
-    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
-
-    quantize = q8.Default8BitQuantizeRegistry()
-    return {
-        "prune": lambda l: isinstance(l, prunable_layer.PrunableLayer) or prune_registry.PruneRegistry.supports(l),
-        "quantize": lambda l: quantize.supports(l),
-        "cluster": lambda l: isinstance(l, clusterable_layer.ClusterableLayer)
-        or clustering_registry.ClusteringRegistry.supports(l),
-    }
-
-
 def stage_support(layer, flavour: str, registries: dict[str, Callable], bridged=None) -> dict[str, bool | None]:
     """Whether each TF-MOT stage can wrap ``layer`` (None: cannot tell).
 
@@ -93,7 +75,7 @@ def inspect_keras(path: Path, int8_check: bool, progress: Callable[[str], None])
     model = load_model(path)
     if model.flavour == "saved_model":
         raise ModelLoadError(f"{path} is a SavedModel without Keras metadata: inspect a Keras model or the converted .tflite")
-    registries = _registries()
+    registries = _tf.tfmot_supports()
     bridged, notes = _bridged_layers(model)
     rows = [_layer_row(layer, model.flavour, registries, bridged.get(layer.name)) for layer in model.model.layers]
     support = {s: {"supported": sum(1 for r in rows if r.stages.get(s)),

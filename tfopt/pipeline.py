@@ -12,10 +12,11 @@ from . import _tf, shapes
 from .convert import MODES, ConvertConfig, convert
 from .data import DataPlan, load_data, random_calibration
 from .errors import DataError, UsageError
-from .files import refuse_inputs, write_atomic
+from .files import refuse_clashes, refuse_inputs, write_atomic
 from .models import LoadedModel, load_model, sniff
 from .recipe import Recipe
 from .report import Report, markdown, reports_json, size_of
+from .tflite_model import read_tflite
 from .verify import Thresholds, TFLiteRunner, verify
 
 Progress = Callable[[str], None]
@@ -24,7 +25,7 @@ Progress = Callable[[str], None]
 def default_output(recipe: Recipe) -> str:
     model = Path(recipe.model.path)
     stem = model.name if model.is_dir() else model.stem
-    tags = [s.kind + (f"{int(s.sparsity * 100)}" if s.kind == "prune" else "") for s in recipe.stages]
+    tags = [s.kind + (f"{round(s.sparsity * 100)}" if s.kind == "prune" else "") for s in recipe.stages]
     tag = ".".join(tags + [MODES[recipe.convert.quantize].file_tag])
     return str(model.parent / f"{stem}.{tag}.tflite")
 
@@ -46,6 +47,7 @@ def preflight(recipe: Recipe) -> None:
     outputs = {"output": output_path(recipe), **{f"{k} report": v for k, v in _reports(recipe).items()}}
     inputs = {"input model": recipe.model.path, "data file": recipe.data.path, "training data": recipe.data.train}
     refuse_inputs(outputs, inputs)
+    refuse_clashes(outputs)
     if recipe.model.custom_objects and recipe.model.custom_objects.endswith(".py"):
         refuse_inputs(outputs, {"custom objects file": recipe.model.custom_objects})
 
@@ -155,15 +157,17 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Report:
 def _sizes(recipe: Recipe, model: LoadedModel, config: ConvertConfig, result, calibration, timed) -> dict:
     """Bytes and gzip bytes of the input, the output and the float32 TFLite baseline (plus ratios)."""
     sizes = {"input": size_of(Path(recipe.model.path)), "output": size_of(result.tflite)}
-    if recipe.convert.quantize == "none":
+    if recipe.convert.quantize == "none" and not recipe.convert.sparse_encoding:
         sizes["float32_tflite"] = sizes["output"]
-    else:
+    else:  # the plain float32 conversion (no sparse encoding) is the baseline
         with timed("convert float32 baseline"):
             baseline = ConvertConfig("none", input_shapes=result.input_shapes, select_tf_ops=result.select_tf_ops)
             sizes["float32_tflite"] = size_of(convert(model, baseline).tflite)
     sizes["output_vs_float32"] = round(sizes["output"]["bytes"] / sizes["float32_tflite"]["bytes"], 4)
     sizes["output_vs_input_gzip"] = round(sizes["output"]["gzip_bytes"] / sizes["input"]["gzip_bytes"], 4)
-    if recipe.convert.sparse_encoding:
+    if recipe.convert.sparse_encoding and recipe.convert.quantize == "none":
+        sizes["output_without_sparse_encoding"] = sizes["float32_tflite"]
+    elif recipe.convert.sparse_encoding:
         with timed("convert without sparse encoding"):
             plain = dataclasses.replace(config, sparse_encoding=False)
             sizes["output_without_sparse_encoding"] = size_of(convert(model, plain, calibration).tflite)
@@ -191,6 +195,7 @@ def verify_file(tflite_path: str, params: dict, progress: Progress | None = None
         params.get("min_sqnr"),
     )
     data = tflite.read_bytes()
+    read_tflite(data, source=str(tflite))  # a clear error, naming the file, for anything that is not a .tflite
     with _timed(timings, "verify", progress):
         result = verify(data, model, plan.evaluation, thresholds)
     report = Report(

@@ -17,11 +17,9 @@ RAMP = 0.75  # fraction of the steps over which the sparsity ramps up (polynomia
 
 def unsupported_reason(layer, stage: PruneStage) -> str | None:
     """None when TF-MOT can prune ``layer`` this way (layers without weights need nothing), else why not."""
-    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
-
     if not layer.weights:
         return None
-    if not (isinstance(layer, prunable_layer.PrunableLayer) or prune_registry.PruneRegistry.supports(layer)):
+    if not _tf.tfmot_supports()["prune"](layer):
         return ""
     kernel = getattr(layer, "kernel", None)
     if stage.block and kernel is not None and len(kernel.shape) != 2:

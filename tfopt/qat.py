@@ -16,11 +16,7 @@ from .recipe import QatStage
 
 def unsupported_reason(layer, stage: QatStage) -> str | None:
     """None when TF-MOT's default 8-bit scheme can quantize ``layer``, else "" (no support)."""
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry,
-    )
-
-    if type(layer).__name__ == "InputLayer" or registry.Default8BitQuantizeRegistry().supports(layer):
+    if type(layer).__name__ == "InputLayer" or _tf.tfmot_supports()["quantize"](layer):
         return None
     return ""
 

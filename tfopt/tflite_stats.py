@@ -45,8 +45,8 @@ class KernelStats:
 
 
 def _interpreter(tflite: bytes):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
+    litert = _tf.litert()
+    Interpreter, OpResolverType = litert.Interpreter, litert.OpResolverType
     # no delegates: XNNPACK packs (and may free) constant buffers, which would hide them from get_tensor
     it = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()

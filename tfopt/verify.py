@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _tf, tflite_ops
 from .data import Subset
-from .errors import ConversionError, VerificationFailed
+from .errors import ConversionError, DataError, VerificationFailed
 from .models import LoadedModel
 
 
@@ -72,20 +72,22 @@ class TFLiteRunner:
     def __init__(self, tflite: bytes, num_threads: int | None = None):
         Interpreter = _tf.interpreter_class()
         threads = num_threads or os.cpu_count() or 1
-        self.interpreter = Interpreter(model_content=tflite, num_threads=threads)
+        try:
+            self.interpreter = Interpreter(model_content=tflite, num_threads=threads)
+        except ValueError as e:  # not a flatbuffer, or a schema LiteRT cannot read
+            raise DataError(f"not a valid TFLite model: {' '.join(str(e).split())[:200]}") from e
         try:
             self.interpreter.allocate_tensors()
         except RuntimeError as e:  # XNNPACK cannot prepare some models (sparse-encoded int8): run without it
             if "delegate" not in str(e).lower():
                 raise
-            from ai_edge_litert.interpreter import OpResolverType
-
+            OpResolverType = _tf.litert().OpResolverType
             self.interpreter = Interpreter(model_content=tflite, num_threads=threads,
                                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         signatures = self.interpreter.get_signature_list()
         self.runner = self.interpreter.get_signature_runner(next(iter(signatures))) if signatures else None
         if self.runner is None:
-            raise VerificationFailed("the .tflite has no signature: cannot match inputs and outputs by name")
+            raise DataError("the .tflite has no signature: cannot match inputs and outputs by name")
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
         self.resizable = all(-1 in d["shape_signature"][:1] for d in self.inputs.values())

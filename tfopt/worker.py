@@ -12,6 +12,7 @@ import importlib
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import tempfile
 import traceback
@@ -39,7 +40,8 @@ class WorkerCrashed(ConversionError):
     """The child died from a signal (or exited without a result)."""
 
 
-def _child(conn, target: str, args: tuple, log_path: str | None) -> None:
+def _child(conn, target: str, args: tuple, log_path: str | None, scratch: str) -> None:
+    os.environ["TMPDIR"] = tempfile.tempdir = scratch  # the parent removes it even if this process crashes
     if log_path:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 2)
@@ -65,8 +67,9 @@ def run_isolated(
     progress = progress or (lambda _m: None)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    log = None if debug else tempfile.NamedTemporaryFile(prefix="tfopt-worker-", suffix=".log", delete=False)
-    proc = ctx.Process(target=_child, args=(child, target, args, log.name if log else None), daemon=True)
+    scratch = tempfile.mkdtemp(prefix="tfopt-worker-")  # the worker's TMPDIR: no leftovers after a crash
+    log_path = None if debug else os.path.join(scratch, "native.log")
+    proc = ctx.Process(target=_child, args=(child, target, args, log_path, scratch), daemon=True)
     stage: str | None = None
     try:
         proc.start()
@@ -86,15 +89,13 @@ def run_isolated(
             elif kind == "bug":
                 raise RuntimeError(f"{payload[0]}\n--- worker traceback ---\n{payload[1]}")
         proc.join()
-        raise _crash(proc.exitcode, stage, log.name if log else None)
+        raise _crash(proc.exitcode, stage, log_path)
     finally:
         parent.close()
         if proc.is_alive():
             proc.kill()
         proc.join(timeout=5)
-        if log:
-            log.close()
-            Path(log.name).unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _crash(exitcode: int | None, stage: str | None, log_path: str | None) -> WorkerCrashed:
