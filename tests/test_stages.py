@@ -371,3 +371,14 @@ def test_mirrored_strategy_on_two_logical_cpus(cnn, tmp_path):
     prune, qat = json.loads(proc.stdout.strip().splitlines()[-1])
     assert prune["notes"] == ["mirrored strategy over 2 device(s): /device:CPU:0, /device:CPU:1"]
     assert abs(qat["exported_output"]["kernel_sparsity"] - 0.6) <= 0.02
+
+
+def test_labels_that_do_not_fit_the_outputs_are_a_data_error(tiny, tmp_path):
+    from tfopt.errors import DataError
+
+    with np.load(tiny["npz"]) as z:
+        np.savez(tmp_path / "bad.npz", x_train=z["x_train"], y_train=np.full(len(z["y_train"]), 7),
+                 x_test=z["x_test"], y_test=z["y_test"])  # fmt: skip
+    with pytest.raises(DataError, match=r"^prune: fine-tuning failed on the training data \(InvalidArgumentError: "):
+        run_stages(tiny["h5"], tmp_path / "bad.npz", [{"kind": "prune", "sparsity": 0.5}], out=tmp_path / "o.tflite")
+    assert not (tmp_path / "o.tflite").exists()

@@ -164,10 +164,17 @@ def fit(model, data: TrainSet, recipe: Recipe, label: str, callbacks: list, prog
         def on_epoch_end(self, epoch, logs=None):
             progress(f"{label}: epoch {epoch + 1}/{epochs}, loss {(logs or {}).get('loss', float('nan')):.4f}")
 
-    history = model.fit(
-        data.feed(data.x), data.feed(data.y), batch_size=recipe.train.batch_size, epochs=epochs,
-        shuffle=True, verbose=0, callbacks=[*callbacks, Progress()],
-    )
+    try:
+        history = model.fit(
+            data.feed(data.x), data.feed(data.y), batch_size=recipe.train.batch_size, epochs=epochs,
+            shuffle=True, verbose=0, callbacks=[*callbacks, Progress()],
+        )
+    except (ValueError, _tf.tf().errors.OpError) as e:  # labels that do not fit the loss or the outputs
+        text = " ".join(str(e).split())
+        raise DataError(
+            f"{label}: fine-tuning failed on the training data ({type(e).__name__}: {text[:240]}); "
+            f"check the labels against the model's outputs, or pass --loss"
+        ) from e
     losses = [round(float(v), 5) for v in history.history.get("loss", [])]
     return {"epochs": epochs, "loss": losses}
 
