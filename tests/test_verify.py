@@ -55,3 +55,16 @@ def test_quantize_uses_scale_and_zero_point_and_saturates():
     assert q.tolist() == [-3, -1, 127, -128] and q.dtype == np.int8
     assert dequantize_output(q[:2], detail).tolist() == [0.0, 1.0]
     assert quantize_input(np.array([1.5]), {"dtype": np.float32, "quantization": (0.0, 0)}).dtype == np.float32
+
+
+def test_raise_for_status_lists_every_failure():
+    import pytest
+
+    from tfopt.errors import VerificationFailed
+    from tfopt.verify import VerifyResult
+
+    result = VerifyResult(10, 10, [], Thresholds(), failures=["a", "b"])
+    with pytest.raises(VerificationFailed, match="^verification failed: a; b$") as e:
+        result.raise_for_status()
+    assert e.value.failures == ["a", "b"] and e.value.exit_code == 3
+    VerifyResult(10, 10, [], Thresholds()).raise_for_status()  # passes silently

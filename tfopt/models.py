@@ -35,10 +35,6 @@ class TensorSpec:
     shape: tuple[int | None, ...]
     dtype: str
 
-    def describe(self) -> str:
-        dims = ",".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}[{dims}] {self.dtype}"
-
 
 @dataclass
 class LoadedModel:

@@ -83,11 +83,6 @@ def _check(spec: TensorSpec, shape: tuple[int, ...]) -> tuple[int | None, ...]:
     return tuple(fixed)
 
 
-def dynamic_dims(spec: TensorSpec) -> list[int]:
-    """Indices of the dynamic dimensions beyond the batch."""
-    return [i for i, d in enumerate(spec.shape) if d is None and i > 0]
-
-
 def format_shape(shape: tuple) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 

@@ -3,8 +3,8 @@
 ``ops(tflite_bytes)`` lists every op of the main subgraph, in execution order, with the
 dtypes of its (non-optional) inputs and outputs, read from the flatbuffer by ``tflite_model``
 (no interpreter, no TensorFlow).
-``float_ops`` picks the ops that still compute in floating point in a quantized model
-(the QUANTIZE / DEQUANTIZE boundary ops excluded); ``summarize`` groups names by count.
+``OpInfo.computes_in_float`` marks the ops that still compute in floating point in a quantized
+model (the QUANTIZE / DEQUANTIZE boundary ops excluded); ``summarize`` groups names by count.
 """
 
 from __future__ import annotations
@@ -52,11 +52,6 @@ def ops(tflite: bytes) -> list[OpInfo]:
         OpInfo(op.index, op.name, tuple(dtype[i] for i in op.inputs if i >= 0), tuple(dtype[i] for i in op.outputs if i >= 0))
         for op in model.ops
     ]
-
-
-def float_ops(tflite: bytes) -> list[OpInfo]:
-    """The ops of a quantized model that still compute in float."""
-    return [op for op in ops(tflite) if op.computes_in_float]
 
 
 def stateful_ops(tflite: bytes) -> list[OpInfo]:

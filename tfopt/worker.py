@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 from .errors import ConversionError, TfoptError
 
-CRASH_HINTS = {
-    "convert": "try another mode (e.g. --quantize dynamic) or --allow-float-fallback; run with --debug for the native log",
-}
+CONVERTER_CRASH_HINT = (
+    "try another mode (e.g. --quantize dynamic) or --allow-float-fallback; run with --debug for the native log"
+)
 
 
 def describe_stage(stage: str | None) -> str:
@@ -109,7 +109,7 @@ def _crash(exitcode: int | None, stage: str | None, log_path: str | None) -> Wor
     doing = describe_stage(stage)
     who = "the TFLite converter" if stage and stage.startswith("convert") else "the tfopt worker"
     last = _relevant_log_line(log_path)
-    hint = CRASH_HINTS.get("convert") if who.startswith("the TFLite") else "run with --debug to see the native log"
+    hint = CONVERTER_CRASH_HINT if who.startswith("the TFLite") else "run with --debug to see the native log"
     message = f"{who} crashed ({how}) while {doing}"
     if last:
         message += f"; native log: {last[:200]}"
