@@ -47,6 +47,14 @@ def tf_keras() -> ModuleType:
     return tf_keras
 
 
+def trusted_deserialization():
+    """A context in which tf_keras deserializes Lambda layers: for models the user already loaded."""
+    tf_keras()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(False)
+
+
 @functools.cache
 def keras3() -> ModuleType:
     tf()

@@ -73,10 +73,8 @@ def _require_graph_model(loaded: LoadedModel) -> None:
 def _from_config(K, original, config: dict, custom_objects: dict):
     sequential = type(original).__name__ == "Sequential"
     cls = K.Sequential if sequential else K.Model
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
     try:  # the user loaded this model already: its Lambda layers are trusted like load_model trusted them
-        with K.utils.custom_object_scope(custom_objects or {}), SafeModeScope(False):
+        with K.utils.custom_object_scope(custom_objects or {}), _tf.trusted_deserialization():
             return cls.from_config(config)
     except (ValueError, TypeError, KeyError) as e:
         raise UnsupportedLayerError(

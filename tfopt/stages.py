@@ -136,9 +136,7 @@ def _error_line(e: Exception) -> str:
 
 def _trusted():
     """TF-MOT clones through configs: Lambda layers of a model the user loaded must deserialize."""
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
-    return SafeModeScope(False)
+    return _tf.trusted_deserialization()
 
 
 def unsupported_layers(model, stage) -> list[tuple[str, str, str]]:
