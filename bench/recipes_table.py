@@ -1,9 +1,10 @@
-"""Run every shipped recipe on the sample model and rewrite the results table in recipes/README.md.
+"""Run every shipped template on the sample model and rewrite the results table in recipes/README.md.
 
-    .venv/bin/python bench/recipes_table.py            # all shipped recipes
+    .venv/bin/python bench/recipes_table.py            # all shipped templates
     .venv/bin/python bench/recipes_table.py int8 float16   # a subset (other rows are kept)
 
-It runs exactly what a user runs (`tfopt run NAME... --output-dir TMP --report TMP/run.json`),
+It runs exactly what a user runs (`tfopt run NAME... --set model.path=… --set data.path=…
+--output-dir TMP --report TMP/run.json`),
 reads the tfopt.run/1 JSON document and replaces the text between the markers
 ``<!-- recipes-table:start -->`` and ``<!-- recipes-table:end -->``.
 """
@@ -28,7 +29,9 @@ def run_recipes(names: list[str]) -> dict:
     tfopt = Path(sys.executable).with_name("tfopt")
     with tempfile.TemporaryDirectory(prefix="tfopt-recipes-") as tmp:
         report = Path(tmp) / "run.json"
-        cmd = [str(tfopt), "run", *names, "--output-dir", tmp, "--report", str(report), "--quiet"]
+        samples = ROOT / "sample_models"
+        cmd = [str(tfopt), "run", *names, "--set", f"model.path={samples / 'mnist_cnn.h5'}",
+               "--set", f"data.path={samples / 'mnist.npz'}", "--output-dir", tmp, "--report", str(report), "--quiet"]
         proc = subprocess.run(cmd, cwd=ROOT, check=False)
         if not report.exists():
             sys.exit(f"tfopt run failed (exit {proc.returncode}) before writing {report}")
@@ -44,11 +47,11 @@ def row(run: dict) -> tuple[str, ...]:
     if r is None:
         return (f"`{run['recipe']}`", "-", "-", "-", "-", "-", "-", "-", "-", f"error: {run['error']}")
     out, h5 = r["sizes"]["output"], r["sizes"]["input"]
-    (m,) = r["verification"]["outputs"]
+    (m,) = [o["metrics"] for o in r["verification"]["outputs"]]
     stages = " → ".join(s["kind"] for s in r["recipe"].get("stages", [])) or "-"
     return (
         f"`{run['recipe']}`", r["mode"], stages, kib(out["bytes"]), kib(out["gzip_bytes"]),
-        f"{h5['gzip_bytes'] / out['gzip_bytes']:.1f}x smaller", f"{m['accuracy_tflite'] * 100:.2f}%",
+        f"{h5['gzip_bytes'] / out['gzip_bytes']:.1f}x smaller", f"{m['accuracy'] * 100:.2f}%",
         f"{m['accuracy_drop'] * 100:+.2f}", f"{m['agreement'] * 100:.2f}%", "passed" if run["ok"] else "FAILED",
     )  # fmt: skip
 
@@ -68,7 +71,7 @@ def render(rows: dict[str, str], names: list[str], versions: dict) -> str:
 
 def main(argv: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
-    from tfopt.recipes import shipped
+    from tfopt.recipe.templates import shipped
 
     every = list(shipped())
     names = argv or every

@@ -59,6 +59,12 @@ open(sys.argv[3], "wb").write(c.convert())
 print(time.perf_counter() - t)
 """
 
+# the same for a Keras 3 model: Keras 3's own loader, and from_keras_model (which exports a SavedModel itself)
+MINIMAL_CONVERT_KERAS3 = MINIMAL_CONVERT.replace('os.environ["TF_USE_LEGACY_KERAS"] = "1"\n', "").replace(
+    "import numpy as np, tensorflow as tf, tf_keras\nmodel = tf_keras.models.load_model(sys.argv[1], compile=False)",
+    "import numpy as np, tensorflow as tf, keras\nmodel = keras.saving.load_model(sys.argv[1], compile=False)")
+KERAS3 = ROOT / "sample_models" / "mnist_cnn.keras"
+
 NAIVE_VERIFY = """
 import os, sys, time, json
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -90,6 +96,7 @@ from tfopt import _tf
 from tfopt.convert import ConvertConfig, convert
 from tfopt.data import load_data, random_calibration
 from tfopt.models import load_model
+from tfopt.modes import MODES
 out = Path(sys.argv[1]); quick = sys.argv[2] == "1"
 _tf.seed_everything(0)
 K = _tf.tf_keras()
@@ -104,7 +111,7 @@ for name, path in (("mnist_cnn", sys.argv[3]), ("mobilenetv2", str(out / "mobile
         cal = random_calibration(model.inputs, 8 if quick else 32, 0)
     for mode in ("none", "dynamic", "float16", "int8"):
         t = time.perf_counter()
-        data = convert(model, ConvertConfig(mode), cal if mode == "int8" else None).tflite
+        data = convert(model, ConvertConfig(MODES[mode]), cal if mode == "int8" else None).data
         times[f"{name} {mode}"] = time.perf_counter() - t
         (out / f"{name}.{mode}.tflite").write_bytes(data)
 print(json.dumps(times))
@@ -168,17 +175,22 @@ def startup() -> dict:
 
 
 def conversion(tmp: Path) -> dict:
+    """tfopt convert --no-verify vs a bare converter script, for a tf_keras (.h5) and a Keras 3 (.keras) model."""
+    return {"tf_keras": conversion_pairs(tmp, H5, MINIMAL_CONVERT), "keras3": conversion_pairs(tmp, KERAS3, MINIMAL_CONVERT_KERAS3)}
+
+
+def conversion_pairs(tmp: Path, model: Path, minimal: str) -> dict:
     reps = 1 if QUICK else 3
     ours, mine = [], []
     for i in range(reps):  # interleaved pairs: both sides of a pair see the same machine load
-        run = wrapped(TFOPT, "convert", H5, "--quantize", "int8", "--data", NPZ, "--no-verify", "-q",
+        run = wrapped(TFOPT, "convert", model, "--quantize", "int8", "--data", NPZ, "--no-verify", "-q",
                       "-o", tmp / "tfopt.int8.tflite", "--report", tmp / f"convert{i}.json")
         run["timings"] = json.loads((tmp / f"convert{i}.json").read_text())["timings"]
         ours.append(run)
-        mine.append(wrapped(PY, "-c", MINIMAL_CONVERT, H5, NPZ, tmp / "minimal.int8.tflite"))
+        mine.append(wrapped(PY, "-c", minimal, model, NPZ, tmp / "minimal.int8.tflite"))
     pairs = sorted(range(reps), key=lambda i: ours[i]["wall"] / mine[i]["wall"])
     o, m = ours[pairs[len(pairs) // 2]], mine[pairs[len(pairs) // 2]]  # the median pair
-    return {"tfopt_s": o["wall"], "minimal_s": m["wall"], "tfopt_all": [r["wall"] for r in ours],
+    return {"model": model.name, "tfopt_s": o["wall"], "minimal_s": m["wall"], "tfopt_all": [r["wall"] for r in ours],
             "minimal_all": [r["wall"] for r in mine], "tfopt_peak_mb": max(r["peak_mb"] for r in ours),
             "minimal_peak_mb": max(r["peak_mb"] for r in mine), "timings": o["timings"],
             "minimal_convert_s": float(m["stdout"].strip().splitlines()[-1])}
@@ -189,9 +201,10 @@ def verification(tmp: Path) -> dict:
                   "--report", tmp / "verify.json")
     report = json.loads((tmp / "verify.json").read_text())
     naive = json.loads(script(NAIVE_VERIFY, H5, NPZ, tmp / "v.int8.tflite").strip().splitlines()[-1])
-    v = report["verification"]
-    return {"wall_s": run["wall"], "verify_s": report["timings"]["verify"], "samples": v["samples"],
-            "reference_s": v["reference_seconds"], "tflite_s": v["tflite_seconds"], "naive": naive}
+    v, t = report["verification"], report["timings"]
+    return {"wall_s": run["wall"], "verify_s": t["verify"] + t["reference outputs"], "samples": v["samples"],
+            "reference_s": v["reference_seconds"], "tflite_s": v["tflite_seconds"], "naive": naive,
+            "baseline_s": t.get("convert float32 baseline", 0.0)}
 
 
 def latency(models: Path) -> dict:

@@ -6,7 +6,7 @@ accuracy drop <= 1 point; QAT int8 accuracy >= PTQ int8 accuracy.
     .venv/bin/python bench/stages.py                      # defaults of the shipped recipes
 
 The "prune80-qat-int8" row runs the shipped recipe's own stages and [train] settings
-(tfopt/recipe_files/prune80-qat-int8.toml: 8x1 block pruning of the dense layers, 3 epochs,
+(tfopt/recipe/shipped/prune80-qat-int8.toml: 8x1 block pruning of the dense layers, 3 epochs,
 learning rate 1e-3), so it measures what `tfopt run prune80-qat-int8` ships; the other rows use
 the flags below (default: the [train] defaults).
     .venv/bin/python bench/stages.py --epochs 4 --learning-rate 5e-4 --no-write
@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from tfopt import _tf  # noqa: E402
 from tfopt.pipeline import run  # noqa: E402
-from tfopt.recipe import TrainSection, from_dict, load_recipe  # noqa: E402
-from tfopt.recipes import shipped  # noqa: E402
+from tfopt.recipe import from_dict  # noqa: E402
+from tfopt.recipe.schema import TrainSection  # noqa: E402
+from tfopt.recipe.templates import load  # noqa: E402
 
 MODEL = ROOT / "sample_models" / "mnist_cnn.h5"
 DATA = ROOT / "sample_models" / "mnist.npz"
@@ -36,7 +37,7 @@ PRUNE80 = "prune80-qat-int8"
 
 def shipped_settings(name: str) -> tuple[list[dict], dict]:
     """The stages and [train] table of a shipped recipe, as from_dict input."""
-    raw = load_recipe(shipped()[name]).to_dict()
+    raw = load(name, [f"model.path={MODEL}", f"data.path={DATA}"]).to_dict()
     return [dict(s) for s in raw.get("stages", [])], dict(raw.get("train", {}))
 
 
@@ -49,17 +50,17 @@ def one(name: str, stages: list[dict], train: dict, out: Path, sparse: bool = Fa
     })
     start = time.perf_counter()
     report = run(recipe)
-    metrics = report.verification["outputs"][0]
+    metrics = report.verification.outputs[0].metrics
     return {
         "name": name,
         "seconds": round(time.perf_counter() - start, 1),
-        "input_gzip": report.sizes["input"]["gzip_bytes"],
-        "output_gzip": report.sizes["output"]["gzip_bytes"],
-        "ratio": report.sizes["input"]["gzip_bytes"] / report.sizes["output"]["gzip_bytes"],
+        "input_gzip": report.sizes.input.gzip_bytes,
+        "output_gzip": report.sizes.output.gzip_bytes,
+        "ratio": report.sizes.input.gzip_bytes / report.sizes.output.gzip_bytes,
         "accuracy_reference": metrics["accuracy_reference"],
-        "accuracy": metrics["accuracy_tflite"],
+        "accuracy": metrics["accuracy"],
         "drop_points": 100 * metrics["accuracy_drop"],
-        "sparsity": (report.stages[-1]["exported_output"]["kernel_sparsity"] if report.stages else None),
+        "sparsity": (report.stages[-1].exported_output.kernel_sparsity if report.stages else None),
     }
 
 

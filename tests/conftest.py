@@ -106,9 +106,12 @@ def odd_model(tmp_path_factory) -> dict[str, Path]:
     loaded = load_model(d / "odd.h5")
     calibration = random_calibration(loaded.inputs, 16, 0)
     out = {"dir": d, "h5": d / "odd.h5"}
-    for tag, config in (("float32", ConvertConfig("none")), ("int8", ConvertConfig("int8", "int8", allow_float_fallback=True))):
+    from tfopt.modes import MODES
+
+    for tag, config in (("float32", ConvertConfig(MODES["none"])),
+                        ("int8", ConvertConfig(MODES["int8"], "int8", allow_float_fallback=True))):
         out[tag] = d / f"odd.{tag}.tflite"
-        out[tag].write_bytes(convert(loaded, config, calibration if tag == "int8" else None).tflite)
+        out[tag].write_bytes(convert(loaded, config, calibration if tag == "int8" else None).data)
     return out
 
 

@@ -28,12 +28,14 @@ def test_int8_sample_end_to_end_json(cli, tmp_path):
                  "--report", tmp_path / "r.json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)  # exactly one JSON document
-    assert doc["schema"] == "tfopt.report/1" and doc["ok"] is True and doc["exit_code"] == 0
+    assert doc["schema"] == "tfopt.report/2" and doc["ok"] is True and doc["exit_code"] == 0
     assert doc["output"] == str(out) and out.is_file()
     assert doc["mode"] == "int8" and doc["io_types"] == {"image": "int8", "probs": "int8"}
     assert doc["sizes"]["output_vs_float32"] <= 0.30
-    (metrics,) = doc["verification"]["outputs"]
-    assert metrics["accuracy_drop"] <= 0.01 and doc["verification"]["samples"] == 1000
+    (probs,) = doc["verification"]["outputs"]
+    assert probs["kind"] == "classification" and probs["source"] == "graph: softmax (layer 'probs')"
+    assert probs["metrics"]["accuracy_drop"] <= 0.01 and doc["verification"]["samples"] == 1000
+    assert [g["metric"] for g in probs["gates"]] == ["agreement", "accuracy_drop"] and probs["gates_evaluated"] == 2
     assert doc["recipe"]["convert"]["quantize"] == "int8"
     assert json.loads((tmp_path / "r.json").read_text()) == doc
     assert result.stderr == ""  # --json implies quiet
@@ -75,8 +77,8 @@ def test_verify_command_passes_then_fails_on_a_mismatched_model(cli, tiny, tmp_p
     bad = cli("verify", out, "--reference", tmp_path / "other.h5", "--data", tiny["npz"])
     assert bad.exit_code == 3, bad.stderr
     # the reference is now the worse model, so accuracy "improves"; agreement catches the mismatch
-    assert "Error: output 'probs': top-1 agreement 0.0" in bad.stderr
-    assert "is below --min-agreement 0.97" in bad.stderr
+    assert "Error: output 'probs' (classification): top-1 agreement 0.0" in bad.stderr
+    assert "< 0.97 (default for int8)" in bad.stderr
     assert "verification: FAILED" in bad.stderr
 
 
@@ -85,8 +87,12 @@ def test_missed_threshold_exits_3_and_names_metric_value_and_limit(cli, tiny, tm
     result = cli("convert", tiny["h5"], "--quantize", "int8", "--data", tiny["npz"], "-o", out,
                  "--min-sqnr", "200", "--junit", tmp_path / "j.xml")
     assert result.exit_code == 3
-    assert "Error: output 'probs': SQNR" in result.stderr and "is below --min-sqnr 200 dB" in result.stderr
+    assert "Error: output 'probs' (classification): SQNR" in result.stderr
+    assert "dB < 200 dB (--min-sqnr)" in result.stderr
     assert "Traceback" not in result.stderr
+    # a model that missed a gate never sits at the output path
+    assert not out.exists() and (tmp_path / "t.failed.tflite").is_file()
+    assert f"the model was written to {tmp_path / 't.failed.tflite'}, not to the output path" in result.stderr
 
 
 # ---------------------------------------------------------------- bad models (§3)
@@ -163,7 +169,7 @@ def test_verification_without_data_is_a_usage_error(cli, tiny):
 
 def test_io_type_must_fit_the_mode(cli, tiny):
     result = cli("convert", tiny["h5"], "--quantize", "float16", "--io-type", "int8", "--no-verify")
-    assert_clean_error(result, 2, "convert.io_type: got 'int8', expected one of ['float32'] for quantize = 'float16'")
+    assert_clean_error(result, 2, "Error: --io-type: got 'int8', expected one of ['float32'] for quantize = 'float16'")
 
 
 def test_random_calibration_is_allowed_with_a_warning(cli, tiny, tmp_path):
@@ -183,7 +189,7 @@ def test_output_path_equal_to_an_input_is_refused(cli, tiny, tmp_path, which):
     target = model if which == "model" else data
     result = cli("convert", model, "--quantize", "dynamic", "--data", data, "-o", target)
     label = "input model" if which == "model" else "data file"
-    assert_clean_error(result, 2, f"Error: refusing to write output {target}: it is the {label}")
+    assert_clean_error(result, 2, f"Error: refusing to write -o {target}: it is the {label}")
     assert (sha256(model), sha256(data)) == before
 
 
@@ -222,14 +228,14 @@ def test_unreadable_data_file(cli, tiny, tmp_path):
 def test_output_folder_must_exist_before_any_work(cli, tiny, tmp_path):
     out = tmp_path / "missing" / "o.tflite"
     result = cli("convert", tiny["h5"], "--quantize", "dynamic", "--data", tiny["npz"], "-o", out)
-    assert_clean_error(result, 2, f"Error: cannot write output {out}: folder {out.parent} does not exist")
+    assert_clean_error(result, 2, f"Error: cannot write -o {out}: folder {out.parent} does not exist")
     assert "…" not in result.stderr  # refused in the CLI process: no worker, no progress
 
 
 def test_report_over_the_output_is_refused(cli, tiny, tmp_path):
     out = tmp_path / "o.tflite"
     result = cli("convert", tiny["h5"], "--quantize", "dynamic", "--data", tiny["npz"], "-o", out, "--report", out)
-    assert_clean_error(result, 2, f"Error: JSON report and output are the same file ({out})")
+    assert_clean_error(result, 2, f"Error: --report and -o are the same file ({out})")
     assert not out.exists()
 
 

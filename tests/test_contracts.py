@@ -40,6 +40,6 @@ def test_every_command_has_help_with_a_docstring(cli):
 
 def test_top_level_help_lists_exit_codes(cli):
     result = cli("--help")
-    assert "Exit codes: 0 ok, 1 error, 2 usage or recipe error, 3 verification missed a threshold." in " ".join(
+    assert "Exit codes: 0 ok, 1 error, 2 usage or recipe error, 3 verification missed a threshold, 130 interrupted." in " ".join(
         result.stdout.split()
     )

@@ -7,7 +7,7 @@ import pytest
 
 from tfopt.data import load_data
 from tfopt.errors import DataError
-from tfopt.models import TensorSpec
+from tfopt.shapes import TensorSpec
 
 IMG = [TensorSpec("image", (None, 28, 28, 1), "float32")]
 VEC = [TensorSpec("features", (None, 8), "float32")]
@@ -22,7 +22,7 @@ def test_train_test_npz_calibrates_on_train_and_evaluates_on_test(tmp_path):
     ev_x, ev_y = plan.evaluation.all()
     assert len(plan.calibration) == 10 and len(plan.evaluation) == 40
     assert set(cal_x["features"][:, 0] // 8) <= set(range(60))  # calibration rows all from train
-    assert np.array_equal(ev_x["features"], x[60:]) and np.all(ev_y["probs"] == 1)
+    assert np.array_equal(ev_x["features"], x[60:]) and np.all(ev_y["y"] == 1)  # y is matched to an output later (kinds.resolve)
     assert plan.notes == []
 
 
@@ -74,7 +74,7 @@ def test_float_values_for_integer_ids_are_refused(tmp_path):
 
 def test_arrays_of_different_lengths_are_refused(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((6, 8)), y=np.zeros(5))
-    with pytest.raises(DataError, match=r"arrays differ in length: \{'features': 6, 'probs': 5\}"):
+    with pytest.raises(DataError, match=r"arrays differ in length: \{'x': 6, 'y': 5\}"):
         load_data(tmp_path / "d.npz", VEC, OUT)
 
 

@@ -59,7 +59,7 @@ def test_refuses_to_overwrite_the_input(cli, odd_model, tmp_path):
     before = sha256(src)
     r = cli("export-c", src, "-o", src)
     assert r.exit_code == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip() == (f"Error: refusing to write C source {src}: it is the TFLite model ({src}); "
+    assert r.stderr.strip() == (f"Error: refusing to write -o {src}: it is the TFLite model ({src}); "
                                 "inputs are never overwritten, choose another output path")
     assert sha256(src) == before and not (tmp_path / "model.h").exists()
 

@@ -34,12 +34,13 @@ def reports(tmp_path_factory):
 def test_mode_size_and_accuracy_on_sample(reports, mode):
     report = reports[mode]
     assert report.ok, report.failures
-    assert report.sizes["output_vs_float32"] <= SIZE_LIMITS[mode]
-    (out,) = report.verification["outputs"]
-    assert out["name"] == "probs"
-    assert out["accuracy_reference"] > 0.93
-    assert out["accuracy_drop"] <= 0.01
-    assert out["agreement"] >= 0.97
+    assert report.sizes.output_vs_float32 <= SIZE_LIMITS[mode]
+    (out,) = report.verification.outputs
+    assert out.name == "probs" and out.kind.kind == "classification"
+    assert out.metrics["accuracy_reference"] > 0.93
+    assert out.metrics["accuracy_drop"] <= 0.01
+    assert out.metrics["agreement"] >= 0.97
+    assert [g.metric for g in out.gates] == ["agreement", "accuracy_drop"]
 
 
 def test_int8_is_full_integer_by_default(reports):
@@ -49,19 +50,20 @@ def test_int8_is_full_integer_by_default(reports):
 
 
 def test_float32_is_numerically_faithful(reports):
-    (out,) = reports["none"].verification["outputs"]
-    assert out["agreement"] == 1.0
-    assert out["max_abs_error"] < 1e-4
-    assert out["sqnr_db"] > 60
+    (out,) = reports["none"].verification.outputs
+    assert out.metrics["agreement"] == 1.0
+    assert out.metrics["max_abs_error"] < 1e-4
+    assert out.metrics["sqnr_db"] > 60
 
 
 def test_report_records_sizes_timings_and_versions(reports):
     r = reports["int8"]
-    assert set(r.sizes) >= {"input", "float32_tflite", "output"}
-    assert r.sizes["output"]["gzip_bytes"] < r.sizes["output"]["bytes"]
-    assert {"load", "convert int8", "convert float32 baseline", "verify"} <= set(r.timings)
+    assert r.sizes.input and r.sizes.float32_tflite and r.sizes.output
+    assert r.sizes.output.gzip_bytes < r.sizes.output.bytes
+    assert {"load", "reference outputs", "convert int8", "convert float32 baseline", "verify"} <= set(r.timings)
     assert r.versions["tensorflow"].startswith("2.21")
-    assert r.data == {"source": str(SAMPLE_NPZ), "calibration_samples": 200, "eval_samples": 500, "labels": True}
+    assert r.data.to_dict() == {"source": str(SAMPLE_NPZ), "calibration_samples": 200, "eval_samples": 500,
+                                "labels": True}
 
 
 def test_uint8_and_float32_io_types(tmp_path):
@@ -73,10 +75,10 @@ def test_uint8_and_float32_io_types(tmp_path):
 
 def test_keras3_file_takes_the_keras3_path_and_matches_h5(tmp_path, reports):
     r = run(recipe(tmp_path, "int8", model=SAMPLE_KERAS))
-    assert r.model["format"] == "keras" and r.model["keras_version"].startswith("3.")
+    assert r.model.format == "keras" and r.model.keras_version.startswith("3.")
     assert r.ok
-    (a,), (b,) = r.verification["outputs"], reports["int8"].verification["outputs"]
-    assert abs(a["accuracy_tflite"] - b["accuracy_tflite"]) <= 0.004
+    (a,), (b,) = r.verification.outputs, reports["int8"].verification.outputs
+    assert abs(a.metrics["accuracy"] - b.metrics["accuracy"]) <= 0.004
 
 
 def test_savedmodel_directory_converts(tmp_path):
@@ -86,8 +88,8 @@ def test_savedmodel_directory_converts(tmp_path):
     model.save(tmp_path / "sm")  # tf_keras SavedModel
     before = sha256(tmp_path / "sm")
     r = run(recipe(tmp_path, "dynamic", model=tmp_path / "sm"))
-    assert r.model["format"] == "savedmodel"
-    assert r.ok and r.sizes["output_vs_float32"] <= 0.30
+    assert r.model.format == "savedmodel"
+    assert r.ok and r.sizes.output_vs_float32 <= 0.30
     assert sha256(tmp_path / "sm") == before
 
 
@@ -112,7 +114,8 @@ def test_keras3_h5_and_keras3_exported_savedmodel(tmp_path):
     k3.save(tmp_path / "k3.h5")
     k3.export(str(tmp_path / "exported"), verbose=False)
     r = run(recipe(tmp_path, "dynamic", model=tmp_path / "k3.h5", data={"eval_samples": 200}))
-    assert r.model["keras_version"].startswith("3.") and r.model["format"] == "h5" and r.ok
+    assert r.model.keras_version.startswith("3.") and r.model.format == "h5" and r.ok
     r = run(recipe(tmp_path, "int8", model=tmp_path / "exported", data={"eval_samples": 200}))
-    assert r.model["format"] == "savedmodel" and r.model["keras_version"] is None
-    assert r.ok and r.verification["outputs"][0]["accuracy_drop"] <= 0.01
+    assert r.model.format == "savedmodel" and r.model.keras_version is None
+    assert r.ok and r.verification.outputs[0].metrics["accuracy_drop"] <= 0.01
+    assert r.verification.outputs[0].kind.source == "values: rows in [0, 1] summing to 1"  # a signature: no graph

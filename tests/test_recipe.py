@@ -15,13 +15,14 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from conftest import ROOT, SAMPLE_H5, SAMPLE_NPZ, sha256
-from tfopt.cli import CONVERT_FLAGS, convert, recipe_from_flags
+from test_report import make_report
+from tfopt.cli.convert import convert
 from tfopt.errors import RecipeError, UsageError
-from tfopt.junit import junit_xml
 from tfopt.recipe import STAGES, Recipe, from_dict, load_recipe
-from tfopt.recipe_io import dumps_recipe, dumps_toml, relative_paths, split_field_path
-from tfopt.recipes import find, shipped
-from tfopt.report import Report
+from tfopt.recipe.files import dumps_recipe, dumps_toml, relative_paths, split_field_path
+from tfopt.recipe.flags import FLAGS, recipe_from_flags, to_raw
+from tfopt.recipe.templates import find, load, shipped
+from tfopt.render.junit import junit_xml
 from tfopt.runs import Outcome, run_markdown, summary, worst_exit_code
 
 SHIPPED = ["cluster16-qat-int8", "dynamic", "float16", "int8", "int8-qat", "prune24-int8", "prune80-qat-int8"]
@@ -41,31 +42,55 @@ def problems(fn, *args, **kwargs) -> list[str]:
 # ---------------------------------------------------------------- shipped recipes
 
 
-def test_every_shipped_recipe_validates_with_a_description_and_resolves_to_the_samples():
+FILES = [f"model.path={SAMPLE_H5}", f"data.path={SAMPLE_NPZ}"]
+
+
+def test_every_shipped_template_is_a_described_job_without_files():
     assert list(shipped()) == SHIPPED
     for name, path in shipped().items():
-        first = path.read_text().splitlines()[0]
+        first, second = path.read_text().splitlines()[:2]
         assert first.startswith("# ") and len(first) > 20, name
-        recipe = load_recipe(path)
+        assert second == f"# template: tfopt run {name} --set model.path=MODEL --set data.path=DATA", name
+        recipe = load(name, FILES)
         assert recipe.model.path == str(SAMPLE_H5) and recipe.data.path == str(SAMPLE_NPZ), name
-        assert recipe.verify.enabled and recipe.verify.max_accuracy_drop is not None, name
+        assert recipe.verify.enabled, name
 
 
-def test_shipped_stage_recipes_hold_the_documented_settings():
-    kinds = {name: [(s.kind, getattr(s, "sparsity", None)) for s in load_recipe(find(name)).stages] for name in SHIPPED}
+def test_a_template_without_its_files_says_which_set_flags_it_needs():
+    assert problems(load, "int8") == [
+        "template int8: model: got nothing, expected a table (this template needs --set model.path=MODEL)",
+    ]
+    assert problems(load, "int8", [f"model.path={SAMPLE_H5}"]) == [
+        "template int8: data.path: got nothing, expected calibration data: --quantize int8 calibrates on real "
+        "samples (pass --data FILE, or --calibration random to accept synthetic calibration) "
+        "(this template needs --set data.path=DATA)",
+    ]
+
+
+def test_shipped_stage_templates_hold_the_documented_settings():
+    kinds = {name: [(s.kind, getattr(s, "sparsity", None)) for s in load(name, FILES).stages] for name in SHIPPED}
     assert kinds["prune80-qat-int8"] == [("prune", 0.8), ("qat", None)]
     assert kinds["cluster16-qat-int8"] == [("cluster", None), ("qat", None)]
-    assert load_recipe(find("cluster16-qat-int8")).stages[0].clusters == 16
-    assert load_recipe(find("prune24-int8")).stages[0].pattern == "2:4"
+    assert load("cluster16-qat-int8", FILES).stages[0].clusters == 16
+    assert load("prune24-int8", FILES).stages[0].pattern == "2:4"
     assert kinds["int8-qat"] == [("qat", None)] and kinds["int8"] == [] and kinds["float16"] == []
-    assert {n: load_recipe(find(n)).convert.quantize for n in ("float16", "dynamic", "int8")} == {
+    assert {n: load(n, FILES).convert.quantize for n in ("float16", "dynamic", "int8")} == {
         "float16": "float16", "dynamic": "dynamic", "int8": "int8"}  # fmt: skip
 
 
-def test_top_level_recipes_folder_is_the_shipped_folder_and_paths_resolve_through_it():
-    via_link = load_recipe(ROOT / "recipes" / "int8.toml")
-    assert via_link == load_recipe(find("int8"))
-    assert Path(via_link.model.path).is_file()
+def test_examples_are_the_templates_applied_to_the_samples():
+    assert sorted(p.stem for p in (ROOT / "examples").glob("*.toml")) == sorted(SHIPPED)
+    assert not (ROOT / "recipes").is_symlink()
+    for name in SHIPPED:
+        example = load_recipe(ROOT / "examples" / f"{name}.toml")
+        assert Path(example.model.path) == SAMPLE_H5 and Path(example.data.path) == SAMPLE_NPZ
+        assert example.stages == load(name, FILES).stages and example.convert == load(name, FILES).convert
+
+
+def test_a_qat_stage_in_a_file_means_int8_like_the_flag():
+    raw = {"model": {"path": "m.h5"}, "data": {"path": "d.npz"}, "stages": [{"kind": "qat"}]}
+    assert from_dict(raw).convert.quantize == "int8"
+    assert recipe_from_flags({"model": Path("m.h5"), "data": Path("d.npz"), "qat": True}).convert.quantize == "int8"
 
 
 def test_unknown_shipped_name_lists_the_shipped_ones():
@@ -122,7 +147,7 @@ def test_every_error_in_a_file_is_reported_at_once_with_field_paths(tmp_path):
             "stages[0].kind: got 'prun', expected one of ['prune', 'cluster', 'qat'] (did you mean 'prune'?)",
             "stages[1].pattrn: got an unknown key (did you mean 'pattern'?), expected one of "
             + str(sorted(f.name for f in dataclasses.fields(STAGES["prune"]))),
-            "stages[1].sparsity: got 1.2, expected 0 <= x and x < 1",
+            "stages[1].sparsity: got 1.2, expected 0 <= x < 1",
             "convert.quantize: got 'int9', expected one of ['none', 'dynamic', 'float16', 'int8', 'int16x8'] "
             "(did you mean 'int8'?)",
             "convert.allow_float_fallback: got 'yes', expected true or false",
@@ -137,7 +162,7 @@ def test_the_same_errors_from_json(tmp_path):
     path = write(tmp_path / "bad.json", json.dumps(raw))
     found = problems(load_recipe, path)
     assert len(found) == 11
-    assert f"{path}: verify.max_accuracy_drop: got 2, expected 0 <= x and x <= 1" in found
+    assert f"{path}: verify.max_accuracy_drop: got 2, expected 0 <= x <= 1" in found
     assert f"{path}: stages[0].kind: got 'prun', expected one of ['prune', 'cluster', 'qat'] (did you mean 'prune'?)" in found
 
 
@@ -149,11 +174,11 @@ def test_contradictions_are_reported_with_the_other_errors():
         "verify": {"enabled": False, "min_sqnr": 30},
     }, source="r.toml")  # fmt: skip
     assert found == [
-        "r.toml: stages[1].sparsity: got 2, expected 0 <= x and x < 1",
+        "r.toml: stages[1].sparsity: got 2, expected 0 <= x < 1",
         "r.toml: convert.io_type: got 'int8', expected one of ['float32'] for quantize = 'float16'",
         "r.toml: convert.quantize: got 'float16', expected 'int8' with a qat stage (QAT trains for int8)",
         "r.toml: data.path: got nothing, expected training data for the fine-tuning stages",
-        "r.toml: verify.min_sqnr: got 30.0, expected no threshold with verify.enabled = false (--no-verify)",
+        "r.toml: verify.min_sqnr: got 30.0, expected no gate with verify.enabled = false (--no-verify)",
     ]
 
 
@@ -265,8 +290,8 @@ def _leaf_paths(cls, prefix: str) -> set[str]:
 def test_every_convert_flag_has_a_recipe_field_and_every_field_a_flag():
     fields = _leaf_paths(Recipe, "") - {"version"}  # the file format version has no flag
     flag_params = {p.name for p in convert.params} - {"dump_recipe", "json_out", "quiet", "debug"}
-    assert set(CONVERT_FLAGS) == flag_params, "cli.CONVERT_FLAGS must list every convert option"
-    mapped = set(CONVERT_FLAGS.values())
+    assert set(FLAGS) == flag_params, "recipe.flags.FLAGS must list every convert option"
+    mapped = set(FLAGS.values())
     assert fields - mapped == set(), "recipe fields without a convert flag"
     assert mapped - fields == set(), "CONVERT_FLAGS entries that are not recipe fields"
 
@@ -274,12 +299,14 @@ def test_every_convert_flag_has_a_recipe_field_and_every_field_a_flag():
 def test_flags_build_the_same_recipe_as_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flags = {"model": Path("m.h5"), "data": Path("d.npz"), "quantize": "int8", "prune": 0.5, "prune_pattern": "2:4",
-             "qat": True, "epochs": 3, "max_accuracy_drop": 0.02, "output": Path("o.tflite"), "seed": 7}  # fmt: skip
-    from_flags = from_dict(recipe_from_flags(flags))
+             "qat": True, "epochs": 3, "max_accuracy_drop": ("0.02",), "min_sqnr": ("boxes=25",),
+             "output": Path("o.tflite"), "seed": 7}  # fmt: skip
+    from_flags = recipe_from_flags(flags)
+    assert from_flags == from_dict(to_raw(flags))
     path = write(tmp_path / "r.toml", 'seed = 7\n[model]\npath = "m.h5"\n[data]\npath = "d.npz"\n'
                  '[[stages]]\nkind = "prune"\nsparsity = 0.5\npattern = "2:4"\n[[stages]]\nkind = "qat"\n'
                  '[train]\nepochs = 3\n[convert]\nquantize = "int8"\n[verify]\nmax_accuracy_drop = 0.02\n'
-                 '[output]\ntflite = "o.tflite"\n')  # fmt: skip
+                 'min_sqnr = {boxes = 25}\n[output]\ntflite = "o.tflite"\n')  # fmt: skip
     assert load_recipe(path) == from_flags
     with pytest.raises(UsageError, match=r"^--prune-schedule needs --prune$"):
         recipe_from_flags({"model": Path("m.h5"), "prune_schedule": "constant"})
@@ -305,52 +332,47 @@ def test_dumped_toml_round_trips_with_paths_relative_to_the_dump(tmp_path):
 # ---------------------------------------------------------------- CI report files
 
 
-def report(name: str, drop: float, failures=(), sqnr=35.0) -> Report:
-    verification = {
-        "samples": 1000, "passed": not failures, "failures": list(failures),
-        "thresholds": {"max_accuracy_drop": 0.01, "min_agreement": 0.97, "min_sqnr": 30.0},
-        "outputs": [{"name": "probs", "agreement": 0.99, "accuracy_reference": 0.95, "accuracy_tflite": 0.95 - drop,
-                     "accuracy_drop": drop, "max_abs_error": 0.01, "cosine": 0.9999, "sqnr_db": sqnr}],
-    }  # fmt: skip
-    return Report(recipe={}, model={"path": "m.h5"}, mode="int8", output=f"/x/{name}.tflite",
-                  sizes={"input": {"bytes": 4000, "gzip_bytes": 3000}, "float32_tflite": {"bytes": 4000, "gzip_bytes": 3600},
-                         "output": {"bytes": 1000, "gzip_bytes": 900}}, verification=verification)  # fmt: skip
+def report(name: str, flip: bool = False):
+    r = make_report(flip=flip)
+    r.output = f"/x/{name}.tflite"
+    return r
 
 
-def test_junit_has_one_case_per_threshold_and_failures_carry_value_and_limit():
-    failing = report("bad", 0.034, failures=["output 'probs': accuracy drop 3.40 points"], sqnr=21.5)
-    outcomes = [Outcome("good", report("good", 0.002)), Outcome("bad", failing), Outcome("broken", error="model not found")]
+def test_junit_has_one_case_per_gate_and_errors_for_runs_that_stopped():
+    outcomes = [Outcome("good", report("good")), Outcome("bad", report("bad", flip=True)),
+                Outcome("broken", error="model not found")]
     root = ET.fromstring(junit_xml([], suites=[(o.name, o.report, o.error) for o in outcomes]).split("\n", 1)[1])
-    assert (root.tag, root.get("tests"), root.get("failures"), root.get("errors")) == ("testsuites", "7", "2", "1")
+    assert (root.tag, root.get("tests"), root.get("failures"), root.get("errors")) == ("testsuites", "5", "2", "1")
     good, bad, broken = root.findall("testsuite")
     assert [c.get("name") for c in good.findall("testcase")] == [
-        "probs: accuracy drop <= 0.01", "probs: top-1 agreement >= 0.97", "probs: SQNR dB >= 30"]  # fmt: skip
+        "probs (classification): top-1 agreement >= 0.97", "probs (classification): accuracy drop <= 1 pts"]
     assert not good.findall(".//failure")
     assert {p.get("name"): p.get("value") for p in good.find("properties")}["output_gzip_bytes"] == "900"
-    failures = [(c.get("name"), c.find("failure").get("message")) for c in bad.findall("testcase") if c.find("failure") is not None]
-    assert failures == [("probs: accuracy drop <= 0.01", "accuracy drop = 0.034, limit <= 0.01"),
-                        ("probs: SQNR dB >= 30", "SQNR dB = 21.5, limit >= 30")]  # fmt: skip
+    messages = [c.find("failure").get("message") for c in bad.findall("testcase")]
+    assert messages[0] == "output 'probs' (classification): top-1 agreement 0.9300 < 0.97 (default for int8)"
     (case,) = broken.findall("testcase")
     assert case.find("error").get("message") == "model not found" and broken.get("errors") == "1"
 
 
 def test_run_markdown_and_summary_table():
-    failing = report("bad", 0.034, failures=["output 'probs': accuracy drop 3.40 points is above 1.00"])
-    outcomes = [Outcome("good", report("good", 0.002)), Outcome("bad", failing), Outcome("broken", error="boom")]
+    outcomes = [Outcome("good", report("good")), Outcome("bad", report("bad", flip=True)), Outcome("broken", error="boom")]
     md = run_markdown(outcomes)
     assert md.startswith("# tfopt run — ❌ 2 of 3 did not pass\n\n| recipe | mode | status | size | gzip |")
-    assert "| good | int8 | passed | 1000 B | 900 B | 0.250x | +0.20 | 0 |" in md
-    assert "| bad | int8 | FAILED | 1000 B | 900 B | 0.250x | +3.40 | 3 |" in md
+    assert "| good | int8 | passed | 1000 B | 900 B | 0.250x | 2/2 passed | 0 |" in md
+    assert "| bad | int8 | FAILED | 1000 B | 900 B | 0.250x | 0/2 passed | 3 |" in md
     assert "| broken | - | ERROR | - | - | - | - | 1 |" in md and "- **broken**: Error: boom" in md
     assert "### `good.tflite` — int8 — ✅ passed" in md
     text = summary(outcomes)
     assert "summary of 3 recipes (exit 1):" in text
-    assert "  bad: output 'probs': accuracy drop 3.40 points is above 1.00" in text and "  broken: Error: boom" in text
+    assert "  bad: output 'probs' (classification): top-1 agreement 0.9300 < 0.97 (default for int8)" in text
+    assert "  broken: Error: boom" in text
+    assert "summary of 1 recipe (exit 0):" in summary(outcomes[:1])
 
 
-def test_worst_exit_code_orders_usage_error_threshold():
+def test_worst_exit_code_orders_usage_interrupt_error_threshold():
     assert worst_exit_code([0, 3, 0]) == 3
     assert worst_exit_code([3, 1]) == 1 and worst_exit_code([1, 2, 3]) == 2 and worst_exit_code([]) == 0
+    assert worst_exit_code([1, 130, 3]) == 130 and worst_exit_code([130, 2]) == 2
 
 
 # ---------------------------------------------------------------- CLI (validation only: no worker)
@@ -359,10 +381,10 @@ def test_worst_exit_code_orders_usage_error_threshold():
 def test_cli_validate_lists_every_problem_and_exits_2(cli, tmp_path):
     bad = write(tmp_path / "bad.toml", BAD_TOML)
     before = sha256(bad)
-    result = cli("recipes", "validate", "int8", bad)
+    result = cli("recipes", "validate", ROOT / "examples" / "int8.toml", bad)
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
-    assert lines[0] == "ok: int8" and lines[1] == "Error: 11 problem(s):"
+    assert lines[0] == f"ok: {ROOT / 'examples' / 'int8.toml'}" and lines[1] == "Error: 11 problem(s):"
     assert lines[2] == f"  {bad}: modle: got an unknown key (did you mean 'model'?), expected one of " \
                        "['convert', 'data', 'model', 'output', 'seed', 'stages', 'train', 'verify', 'version']"
     assert len(lines) == 13 and sha256(bad) == before
@@ -370,19 +392,21 @@ def test_cli_validate_lists_every_problem_and_exits_2(cli, tmp_path):
 
 def test_cli_run_refuses_invalid_recipes_before_running_any(cli, tmp_path):
     bad = write(tmp_path / "bad.toml", MINIMAL + "[convert]\nquantize = 'int9'\n")
-    result = cli("run", "int8", bad, "--set", "verify.min_sqnr=high")
+    example = ROOT / "examples" / "int8.toml"
+    result = cli("run", example, bad, "--set", "verify.min_sqnr=high")
     assert result.exit_code == 2 and "===" not in result.stderr
     assert result.stderr.splitlines() == [
         "Error: 3 problems in the recipes:",
-        f"  {find('int8')}: verify.min_sqnr: got 'high', expected a number (from --set)",
+        f"  {example}: verify.min_sqnr: got 'high', expected a number or a table (from --set)",
         f"  {bad}: convert.quantize: got 'int9', expected one of ['none', 'dynamic', 'float16', 'int8', 'int16x8'] "
         "(did you mean 'int8'?)",
-        f"  {bad}: verify.min_sqnr: got 'high', expected a number (from --set)",
+        f"  {bad}: verify.min_sqnr: got 'high', expected a number or a table (from --set)",
     ]
 
 
 def test_cli_run_refuses_two_recipes_writing_one_file(cli, tmp_path):
-    result = cli("run", "int8", "dynamic", "--set", f"output.tflite={tmp_path / 'same.tflite'}")
+    result = cli("run", "int8", "dynamic", "--set", f"output.tflite={tmp_path / 'same.tflite'}",
+                 *[a for f in FILES for a in ("--set", f)])
     assert result.exit_code == 2
     assert result.stderr == (f"Error: recipes int8 and dynamic both write {tmp_path / 'same.tflite'} "
                              "(set output.tflite in one of them)\n")  # fmt: skip

@@ -1,52 +1,114 @@
-"""Report renderings: strict JSON (no Infinity), text summary and Markdown."""
+"""Report renderings: strict JSON (no Infinity), text summary, Markdown that GitHub renders, JUnit."""
 
 from __future__ import annotations
 
 import json
 import math
+from xml.etree import ElementTree as ET
 
-from tfopt.report import Report, markdown, size_of, summary
+import numpy as np
+from markdown_it import MarkdownIt
+
+from tfopt.files import Size, size_of
+from tfopt.kinds import Kind, OutputKind
+from tfopt.modes import MODES
+from tfopt.render.junit import junit_xml
+from tfopt.render.markdown import cell, markdown
+from tfopt.render.text import summary
+from tfopt.report import ModelInfo, Report, SkippedLayer, Sizes, StageResult
+from tfopt.verify import Gate, OutputResult, VerifyResult, output_metrics
 
 
-def make_report(sqnr=math.inf, drop=0.002, failures=()):
-    verification = {
-        "samples": 100, "batch_size": 250, "passed": not failures, "failures": list(failures),
-        "thresholds": {"max_accuracy_drop": 0.01, "min_agreement": 0.97, "min_sqnr": None},
-        "outputs": [{"name": "probs", "kind": "classification", "agreement": 0.99, "accuracy_reference": 0.95,
-                     "accuracy_tflite": 0.95 - drop, "accuracy_drop": drop, "max_abs_error": 0.01,
-                     "mean_abs_error": 0.001, "cosine": 0.9999, "sqnr_db": sqnr}],
-        "seconds": 0.1, "reference_seconds": 0.05, "tflite_seconds": 0.05,
-    }
+def make_report(sqnr_out=None, flip=False, failed_output=None, stages=()):
+    ref = np.eye(4)[[0, 1, 2, 3] * 25]
+    out = ref.copy()
+    if flip:
+        out[:10] = np.eye(4)[[1] * 10]
+    if sqnr_out is not None:
+        out = out + sqnr_out
+    kind = OutputKind(Kind.CLASSIFICATION, "graph: softmax (layer 'probs')")
+    labels = np.array([0, 1, 2, 3] * 25)
+    metrics = output_metrics(ref, out, labels, kind)
+    gates = [Gate("agreement", 0.97, metrics["agreement"], "default for int8"),
+             Gate("accuracy_drop", 0.01, metrics["accuracy_drop"], "default for int8")]
+    verification = VerifyResult(100, [OutputResult("probs", kind, True, metrics, gates)])
     return Report(
-        recipe={}, model={"path": "m.h5"}, mode="int8", output="/x/m.int8.tflite",
-        sizes={"input": {"bytes": 4000, "gzip_bytes": 3000}, "float32_tflite": {"bytes": 4000, "gzip_bytes": 3600},
-               "output": {"bytes": 1000, "gzip_bytes": 900}},
-        timings={"load": 1.0}, verification=verification,
+        recipe=None, model=ModelInfo("m.h5", "h5", "2.21.0", (), ()), mode="int8", output="/x/m.int8.tflite",
+        sizes=Sizes(Size(4000, 3000), Size(1000, 900), Size(4000, 3600)), timings={"load": 1.0},
+        verification=verification, failed_output=failed_output, stages=list(stages),
     )
 
 
 def test_json_is_strict_and_infinite_sqnr_becomes_null():
     doc = json.loads(make_report().to_json())
-    assert doc["schema"] == "tfopt.report/1" and doc["ok"] is True and doc["exit_code"] == 0
-    assert doc["verification"]["outputs"][0]["sqnr_db"] is None
+    assert doc["schema"] == "tfopt.report/2" and doc["ok"] is True and doc["exit_code"] == 0
+    (probs,) = doc["verification"]["outputs"]
+    assert probs["metrics"]["sqnr_db"] is None and probs["kind"] == "classification"
+    assert probs["gates"][0] == {"metric": "agreement", "op": ">=", "limit": 0.97, "value": 1.0, "passed": True,
+                                 "evaluated": True, "source": "default for int8"}
     assert list(doc)[:3] == ["schema", "ok", "exit_code"]
+    assert doc["sizes"]["output_vs_float32"] == 0.25
 
 
 def test_failed_report_exits_3_and_summary_lists_failures():
-    r = make_report(failures=["output 'probs': accuracy drop 5.00 points"])
+    r = make_report(flip=True, failed_output="/x/m.int8.failed.tflite")
     assert r.exit_code == 3 and not r.ok
     text = summary(r)
-    assert "verification: FAILED\n  - output 'probs': accuracy drop 5.00 points" in text
-    assert "output          1,000 B" not in text and "0.250x" in text
+    assert "verification: FAILED\n  - output 'probs' (classification): top-1 agreement 0.9300 < 0.97" in text
+    assert "the model was written to /x/m.int8.failed.tflite, not to the output path" in text
+    assert "0.250x" in text and "probs: classification (graph: softmax (layer 'probs'))" in text
 
 
-def test_markdown_tables():
-    md = markdown([make_report(sqnr=41.5)])
+def _tables(md: str) -> list[list[list[str]]]:
+    """Every GFM table of a Markdown document as rows of cell texts (what GitHub renders)."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    tables, row, current = [], None, None
+    for i, t in enumerate(tokens):
+        if t.type == "table_open":
+            current = []
+        elif t.type == "tr_open":
+            row = []
+        elif t.type in ("th_open", "td_open"):
+            row.append(tokens[i + 1].content)
+        elif t.type == "tr_close":
+            current.append(row)
+        elif t.type == "table_close":
+            tables.append(current)
+    return tables
+
+
+def test_markdown_renders_as_tables_with_every_cell_in_its_column():
+    md = markdown([make_report(sqnr_out=0.001)])
     assert "## `m.int8.tflite` — int8 — ✅ passed" in md
-    assert "| model | size | gzip | vs float32 |" in md
-    assert "| probs | 95.00% | 94.80% | +0.20 | 99.00% | 0.0100 | 0.99990 | 41.5 |" in md
+    sizes, metrics, gates = _tables(md)
+    assert sizes[0] == ["model", "size", "gzip", "vs float32"] and sizes[-1] == ["output", "1000 B", "900 B", "0.250x"]
+    assert metrics[0] == ["output", "kind", "agreement", "acc (ref)", "acc (tflite)", "drop (pts)", "F1 drop (pts)",
+                          "max abs err", "cosine", "SQNR dB"]
+    assert all(len(r) == len(metrics[0]) for r in metrics)
+    assert gates[1] == ["probs", "classification", "top-1 agreement", "1.0000", ">= 0.97", "pass"]
+
+
+def test_markdown_escapes_pipes_in_cells():
+    assert cell("a|b") == "a\\|b" and cell("x\ny") == "x y"
+    stage = StageResult("prune", {"target_sparsity": 0.8, "pattern": "unstructured"}, "labels", "mse", 10, 8, 1e-3, 1, 2,
+                        skipped_layers=[SkippedLayer("odd|name", "Lambda", "no | support")])
+    tables = _tables(markdown([make_report(stages=[stage])]))
+    assert tables[-1][1] == ["prune", "odd|name", "Lambda", "no | support"]
+
+
+def test_junit_has_one_case_per_gate_and_failures_carry_value_and_limit():
+    root = ET.fromstring(junit_xml([make_report(flip=True)]).split("\n", 1)[1])
+    suite = root.find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "2"
+    names = [c.get("name") for c in suite.findall("testcase")]
+    assert names == ["probs (classification): top-1 agreement >= 0.97", "probs (classification): accuracy drop <= 1 pts"]
+    assert "0.9300 < 0.97" in suite.find("testcase/failure").get("message")
 
 
 def test_size_of_bytes_is_deterministic():
     a, b = size_of(b"x" * 1000), size_of(b"x" * 1000)
-    assert a == b and a["bytes"] == 1000 and a["gzip_bytes"] < 100
+    assert a == b and a.bytes == 1000 and a.gzip_bytes < 100
+
+
+def test_mode_table_defaults_are_what_the_help_says():
+    assert MODES["int8"].min_agreement == 0.97 and not math.isnan(MODES["float16"].max_accuracy_drop)

@@ -11,8 +11,9 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pytest
 
-from conftest import SAMPLE_H5, SAMPLE_NPZ, sha256
-from tfopt.recipes import find
+from conftest import ROOT, SAMPLE_H5, SAMPLE_NPZ, sha256
+
+EXAMPLES = ROOT / "examples"
 
 
 def test_dump_recipe_then_run_writes_identical_bytes(cli, tmp_path):
@@ -36,19 +37,21 @@ def test_dump_recipe_then_run_writes_identical_bytes(cli, tmp_path):
     ran = cli("run", tmp_path / "job.toml")
     assert ran.exit_code == 0, ran.stderr
     assert out.read_bytes() == first
-    assert "summary of 1 recipes (exit 0):" in ran.stderr and sha256(SAMPLE_H5) == before
+    assert "summary of 1 recipe (exit 0):" in ran.stderr and sha256(SAMPLE_H5) == before
 
 
 def test_run_shipped_ptq_recipes_and_a_failing_one_exits_3_with_ci_reports(cli, tmp_path):
     strict = tmp_path / "strict.toml"
-    strict.write_text(find("int8").read_text().replace("../../sample_models", str(SAMPLE_H5.parent))
+    strict.write_text((EXAMPLES / "int8.toml").read_text().replace("../sample_models", str(SAMPLE_H5.parent))
                       + "min_sqnr = 200.0\n")  # fmt: skip
     files = {k: tmp_path / f"all.{k}" for k in ("xml", "md", "json")}
     result = cli("run", "float16", "dynamic", "int8", strict, "--output-dir", tmp_path / "out",
+                 "--set", f"model.path={SAMPLE_H5}", "--set", f"data.path={SAMPLE_NPZ}",
                  "--junit", files["xml"], "--markdown", files["md"], "--report", files["json"])  # fmt: skip
     assert result.exit_code == 3, result.stderr
+    # the strict recipe missed a gate: its model is set aside, never at its output path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "dynamic.tflite", "float16.tflite", "int8.tflite", "strict.tflite"]  # fmt: skip
+        "dynamic.tflite", "float16.tflite", "int8.tflite", "strict.failed.tflite"]  # fmt: skip
 
     doc = json.loads(files["json"].read_text())
     assert (doc["schema"], doc["ok"], doc["exit_code"]) == ("tfopt.run/1", False, 3)
@@ -57,13 +60,13 @@ def test_run_shipped_ptq_recipes_and_a_failing_one_exits_3_with_ci_reports(cli, 
     assert 0.45 < sizes["float16"] < 0.55 and sizes["dynamic"] < 0.3 and sizes["int8"] < 0.3
     for run in doc["runs"]:
         (out,) = run["report"]["verification"]["outputs"]
-        assert out["accuracy_drop"] <= 0.01 and out["agreement"] >= 0.97
+        assert out["metrics"]["accuracy_drop"] <= 0.01 and out["metrics"]["agreement"] >= 0.97
 
     root = ET.parse(files["xml"]).getroot()
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("9", "1", "0")
     (failure,) = root.iter("failure")
-    sqnr = doc["runs"][3]["report"]["verification"]["outputs"][0]["sqnr_db"]
-    assert failure.get("message") == f"SQNR dB = {sqnr:.6g}, limit >= 200"
+    sqnr = doc["runs"][3]["report"]["verification"]["outputs"][0]["metrics"]["sqnr_db"]
+    assert failure.get("message") == f"output 'probs' (classification): SQNR {sqnr:.1f} dB < 200 dB (--min-sqnr)"
     assert [s.get("name") for s in root.findall("testsuite")] == ["float16", "dynamic", "int8", "strict"]
 
     md = files["md"].read_text()
@@ -71,7 +74,7 @@ def test_run_shipped_ptq_recipes_and_a_failing_one_exits_3_with_ci_reports(cli, 
     assert "| strict | int8 | FAILED |" in md and "| float16 | float16 | passed |" in md
     summary = result.stderr[result.stderr.index("summary of 4 recipes (exit 3):"):]
     assert [ln.split()[0] for ln in summary.splitlines()[3:7]] == ["float16", "dynamic", "int8", "strict"]
-    assert "strict: output 'probs': SQNR" in summary
+    assert "strict: output 'probs' (classification): SQNR" in summary
 
 
 def test_an_erroring_recipe_does_not_stop_the_others(cli, tmp_path):
@@ -79,7 +82,7 @@ def test_an_erroring_recipe_does_not_stop_the_others(cli, tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"model": {"path": str(SAMPLE_H5)}, "data": {"path": "wrong.npz"},
                                   "convert": {"quantize": "dynamic"}}))  # fmt: skip
-    result = cli("run", broken, "float16", "--output-dir", tmp_path, "--junit", tmp_path / "j.xml")
+    result = cli("run", broken, EXAMPLES / "float16.toml", "--output-dir", tmp_path, "--junit", tmp_path / "j.xml")
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert (tmp_path / "float16.tflite").stat().st_size > 100_000
     rows = result.stderr[result.stderr.index("summary of 2 recipes (exit 1):"):].splitlines()
@@ -95,7 +98,8 @@ def test_an_erroring_recipe_does_not_stop_the_others(cli, tmp_path):
 @pytest.mark.slow
 def test_shipped_fine_tuning_recipes_run(cli, tmp_path):
     names = ["int8-qat", "prune80-qat-int8", "cluster16-qat-int8", "prune24-int8"]
-    result = cli("run", *names, "--set", "train.epochs=1", "--output-dir", tmp_path, "--report", tmp_path / "run.json")
+    result = cli("run", *[EXAMPLES / f"{n}.toml" for n in names], "--set", "train.epochs=1", "--output-dir", tmp_path,
+                 "--report", tmp_path / "run.json")
     doc = json.loads((tmp_path / "run.json").read_text())
     assert [r["error"] for r in doc["runs"]] == [None] * 4, result.stderr
     by_name = {r["recipe"]: r["report"] for r in doc["runs"]}
@@ -103,7 +107,7 @@ def test_shipped_fine_tuning_recipes_run(cli, tmp_path):
         ["qat"], ["prune", "qat"], ["cluster", "qat"], ["prune"]]  # fmt: skip
     for name, report in by_name.items():
         (out,) = report["verification"]["outputs"]
-        assert out["accuracy_drop"] <= 0.02, name
+        assert out["metrics"]["accuracy_drop"] <= 0.02, name
         assert report["io_types"] == {"image": "int8", "probs": "int8"}
     gzip = {n: by_name[n]["sizes"]["output"]["gzip_bytes"] for n in names}
     assert gzip["prune80-qat-int8"] < 0.5 * gzip["int8-qat"]  # 80% zeros compress
@@ -113,7 +117,7 @@ def test_shipped_fine_tuning_recipes_run(cli, tmp_path):
 def test_a_recipe_that_cannot_verify_stops_the_run_before_any_work(cli, tmp_path):
     no_data = tmp_path / "no_data.json"
     no_data.write_text(json.dumps({"model": {"path": str(SAMPLE_H5)}, "convert": {"quantize": "dynamic"}}))
-    result = cli("run", "float16", no_data, "--output-dir", tmp_path / "out")
+    result = cli("run", EXAMPLES / "float16.toml", no_data, "--output-dir", tmp_path / "out")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "Error: no_data: verification needs held-out data: pass --data FILE (or --no-verify to skip verification "

@@ -1,6 +1,6 @@
 """Fine-tuning stages (TF-MOT): prune, cluster, qat, their combinations, bridges and errors.
 
-Every number is measured in the exported .tflite (tfopt.tflite_stats), never in Keras wrappers.
+Every number is measured in the exported .tflite (tfopt.tflite.reader), never in Keras wrappers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import sha256
 
 from tfopt.errors import ModelLoadError, UnsupportedLayerError
-from tfopt.finetune import DISTILL, LABELS
+from tfopt.stages.finetune import DISTILL, LABELS
 from tfopt.recipe import from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def run_stages(model: Path, data: Path, stages: list[dict], quantize: str = "non
            "stages": stages, "train": train,
            "convert": {"quantize": quantize, **extra.pop("convert", {})},
            "output": {"tflite": str(out or Path(model).with_suffix(f".{len(stages)}.tflite"))}, **extra}
-    return run(from_dict(raw))
+    return run(from_dict(raw)).to_dict()  # the JSON document users read
 
 
 def kernels(stage: dict) -> dict[str, dict]:
@@ -72,7 +72,7 @@ def kernels(stage: dict) -> dict[str, dict]:
 
 def test_prune_reaches_target_sparsity_in_exported_tflite_and_sparse_encoding_is_smaller(cnn):
     report = run_stages(cnn["h5"], cnn["npz"], [{"kind": "prune", "sparsity": 0.6}], convert={"sparse_encoding": True})
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["measured_in"] == "float32 TFLite export" and stage["target"] == LABELS
     assert stage["loss_function"] == "sparse_categorical_crossentropy"
     assert abs(stage["kernel_sparsity"] - 0.6) <= 0.02
@@ -80,8 +80,8 @@ def test_prune_reaches_target_sparsity_in_exported_tflite_and_sparse_encoding_is
         assert abs(kernels(stage)[name]["sparsity"] - 0.6) <= 0.02, name
     final = stage["exported_output"]
     assert abs(final["kernel_sparsity"] - 0.6) <= 0.02  # the sparse-encoded file, densified by LiteRT
-    assert report.sizes["output"]["bytes"] < report.sizes["output_without_sparse_encoding"]["bytes"]
-    assert report.ok and report.verification["outputs"][0]["accuracy_drop"] <= 0.05
+    assert report["sizes"]["output"]["bytes"] < report["sizes"]["output_without_sparse_encoding"]["bytes"]
+    assert report["ok"] and report["verification"]["outputs"][0]["metrics"]["accuracy_drop"] <= 0.05
 
 
 def test_prune_constant_schedule_and_block_pattern(cnn):
@@ -94,7 +94,7 @@ def test_prune_constant_schedule_and_block_pattern(cnn):
         "(pass --skip-unsupported to apply prune to the supported layers only)"
     )
     report = run_stages(cnn["h5"], cnn["npz"], stages, train={"skip_unsupported": True})
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["schedule"] == "constant" and stage["block"] == "1x4"
     assert [s["name"] for s in stage["skipped_layers"]] == ["conv", "probs"]
     assert kernels(stage)["conv"]["sparsity"] == 0.0
@@ -103,14 +103,14 @@ def test_prune_constant_schedule_and_block_pattern(cnn):
 
 def test_prune_2_4_pattern_zeroes_two_of_every_four(cnn):
     report = run_stages(cnn["h5"], cnn["npz"], [{"kind": "prune", "sparsity": 0.5, "pattern": "2:4"}])
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["pattern"] == "2:4"
     assert abs(kernels(stage)["dense"]["sparsity"] - 0.5) <= 0.02
 
 
 def test_cluster_leaves_at_most_n_values_per_kernel(cnn):
     report = run_stages(cnn["h5"], cnn["npz"], [{"kind": "cluster", "clusters": 6, "init": "linear"}])
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["preserve_sparsity"] is False
     for name, k in kernels(stage).items():
         assert 2 <= k["unique_values"] <= 6, name
@@ -118,12 +118,12 @@ def test_cluster_leaves_at_most_n_values_per_kernel(cnn):
 
 def test_qat_gives_full_int8_close_to_the_original(cnn):
     report = run_stages(cnn["h5"], cnn["npz"], [{"kind": "qat"}], quantize="int8")
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["scheme"] == "QAT" and stage["measured_in"] == "int8 TFLite export"
-    assert set(report.io_types.values()) == {"int8"}
+    assert set(report["io_types"].values()) == {"int8"}
     assert {k["dtype"] for k in kernels(stage).values()} == {"int8"}
     assert set(kernels(stage)) == {"conv", "dense", "probs"}  # quant_<name> mapped back
-    assert report.verification["outputs"][0]["agreement"] >= 0.9
+    assert report["verification"]["outputs"][0]["metrics"]["agreement"] >= 0.9
 
 
 # ------------------------------------------------------------------ combinations
@@ -131,7 +131,7 @@ def test_qat_gives_full_int8_close_to_the_original(cnn):
 
 def test_prune_then_qat_preserves_sparsity_in_int8(cnn):
     report = run_stages(cnn["h5"], cnn["npz"], [{"kind": "prune", "sparsity": 0.7}, {"kind": "qat"}], quantize="int8")
-    prune, qat = report.stages
+    prune, qat = report["stages"]
     assert qat["scheme"] == "PQAT"
     assert abs(qat["exported_output"]["kernel_sparsity"] - 0.7) <= 0.02
     assert abs(kernels(qat)["dense"]["sparsity"] - 0.7) <= 0.02
@@ -139,7 +139,7 @@ def test_prune_then_qat_preserves_sparsity_in_int8(cnn):
 
 def test_cluster_then_qat_preserves_clusters_in_int8(cnn):
     report = run_stages(cnn["h5"], cnn["npz"], [{"kind": "cluster", "clusters": 8}, {"kind": "qat"}], quantize="int8")
-    cluster, qat = report.stages
+    cluster, qat = report["stages"]
     assert qat["scheme"] == "CQAT"
     for name, k in kernels(qat).items():  # int8 per-channel scales: count per output channel
         assert k["max_unique_per_channel"] <= 8, name
@@ -148,7 +148,7 @@ def test_cluster_then_qat_preserves_clusters_in_int8(cnn):
 def test_prune_cluster_qat_keeps_both_sparsity_and_clusters(cnn):
     stages = [{"kind": "prune", "sparsity": 0.6}, {"kind": "cluster", "clusters": 8}, {"kind": "qat"}]
     report = run_stages(cnn["h5"], cnn["npz"], stages, quantize="int8")
-    prune, cluster, qat = report.stages
+    prune, cluster, qat = report["stages"]
     assert cluster["preserve_sparsity"] is True and qat["scheme"] == "PCQAT"
     assert abs(cluster["kernel_sparsity"] - 0.6) <= 0.02
     assert all(k["unique_values"] <= 8 for k in kernels(cluster).values())
@@ -162,7 +162,7 @@ def test_prune_cluster_qat_keeps_both_sparsity_and_clusters(cnn):
 
 def test_unlabelled_data_distills_from_the_original_model(cnn):
     report = run_stages(cnn["h5"], cnn["npy"], [{"kind": "prune", "sparsity": 0.5}], verify={"enabled": False})
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["target"] == DISTILL
     assert stage["loss_function"] == "categorical_crossentropy"
     assert stage["train_samples"] == 64  # the .npy's seeded calibration part (calibration_samples) trains
@@ -191,7 +191,7 @@ def test_keras3_model_is_bridged_to_tf_keras_and_pruned(tmp_path):
     model = _keras3_functional(tmp_path / "k3.keras")
     before = sha256(model)
     report = run_stages(model, tmp_path / "d.npz", [{"kind": "prune", "sparsity": 0.5}])
-    (stage,) = report.stages
+    (stage,) = report["stages"]
     assert stage["bridge"] == "Keras 3 -> tf_keras"
     assert stage["bridge_max_abs_diff"] <= 1e-5
     assert abs(kernels(stage)["hidden"]["sparsity"] - 0.5) <= 0.02
@@ -200,7 +200,7 @@ def test_keras3_model_is_bridged_to_tf_keras_and_pruned(tmp_path):
 
 def test_keras3_layer_without_tf_keras_twin_is_named(tmp_path):
     from tfopt import _tf
-    from tfopt.bridge import to_tf_keras
+    from tfopt.stages.bridge import to_tf_keras
     from tfopt.models import load_model
 
     path = _keras3_functional(tmp_path / "k3.keras", _tf.keras3().layers.RMSNormalization(name="rms"))
@@ -214,8 +214,9 @@ def test_keras3_layer_without_tf_keras_twin_is_named(tmp_path):
 
 def test_subclassed_model_is_refused_with_a_clear_error(tmp_path):
     from tfopt import _tf
-    from tfopt.bridge import to_tf_keras
-    from tfopt.models import LoadedModel, TensorSpec
+    from tfopt.stages.bridge import to_tf_keras
+    from tfopt.models import LoadedModel
+    from tfopt.shapes import TensorSpec
 
     K = _tf.tf_keras()
 
@@ -245,7 +246,7 @@ def unsupported(tmp_path_factory) -> dict[str, Path]:
     inp = K.Input((8,), name="features")
     h = K.layers.LayerNormalization(name="norm")(K.layers.Dense(16, activation="relu", name="hidden")(inp))
     h = K.layers.Lambda(lambda t: t * 2.0, name="double")(h)
-    model = K.Model(inp, K.layers.Dense(3, activation="softmax", name="probs")(h))
+    model = K.Model(inp, K.layers.Dense(3, activation="softmax", name="probs")(h), name="model")
     d = tmp_path_factory.mktemp("unsupported")
     model.save(d / "u.h5")
     rng = np.random.default_rng(2)
@@ -295,8 +296,7 @@ def test_qat_with_a_float_mode_is_a_usage_error(cli, cnn):
     result = cli("convert", cnn["h5"], "--data", cnn["npz"], "--qat", "--quantize", "float16")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        "Error: command line: convert.quantize: got 'float16', expected 'int8' with a qat stage "
-        "(QAT trains for int8)"
+        "Error: --quantize: got 'float16', expected 'int8' with a qat stage (QAT trains for int8)"
     )
 
 
@@ -305,7 +305,7 @@ def test_bad_prune_block_and_2_4_sparsity_are_usage_errors(cli, cnn):
     assert bad.exit_code == 2 and "got '4', expected RxC with positive integers, e.g. 1x4" in bad.stderr
     nm = cli("convert", cnn["h5"], "--data", cnn["npz"], "--prune", "0.8", "--prune-pattern", "2:4")
     assert nm.exit_code == 2
-    assert "stages[0].sparsity: got 0.8, expected 0.5 with pattern '2:4' (2 of every 4 weights)" in nm.stderr
+    assert "Error: --prune: got 0.8, expected 0.5 with pattern '2:4' (2 of every 4 weights)" in nm.stderr
 
 
 def _legacy_h5(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
@@ -341,11 +341,11 @@ def test_legacy_named_h5_goes_through_prune_cluster_and_qat(tmp_path):
     model = _legacy_h5(tmp_path / "legacy.h5", x[:300], y[:300])
     stages = [{"kind": "prune", "sparsity": 0.5}, {"kind": "cluster", "clusters": 4}, {"kind": "qat"}]
     report = run_stages(model, tmp_path / "d.npz", stages, quantize="int8")
-    assert report.model["keras_version"] == "2.2.4"
-    final = report.stages[-1]["exported_output"]
+    assert report["model"]["keras_version"] == "2.2.4"
+    final = report["stages"][-1]["exported_output"]
     assert set(final["layers"]) == {"dense_1", "dense_2"}
     assert all(k["max_unique_per_channel"] <= 4 for k in final["layers"].values())
-    assert report.verification["outputs"][0]["name"] == "dense_2"
+    assert report["verification"]["outputs"][0]["name"] == "dense_2"
 
 
 @pytest.mark.slow
@@ -364,7 +364,7 @@ def test_mirrored_strategy_on_two_logical_cpus(cnn, tmp_path):
             "stages": [{{"kind": "prune", "sparsity": 0.6}}, {{"kind": "qat"}}],
             "train": {{"epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "strategy": "mirrored"}},
             "convert": {{"quantize": "int8"}}, "output": {{"tflite": {str(tmp_path / "m.tflite")!r}}}}}))
-        print(json.dumps(report.stages))
+        print(json.dumps(report.to_dict()["stages"]))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -27,7 +27,8 @@ def _run(path, data=None, tflite=None, **sections):
 
 
 def _metrics(report) -> dict:
-    return {m["name"]: m for m in report.verification["outputs"]}
+    """Per output: its metrics plus its kind (the typed VerifyResult, flattened for the assertions)."""
+    return {o.name: {**o.metrics, "kind": str(o.kind.kind)} for o in report.verification.outputs}
 
 
 # ---------------------------------------------------------------- 1 + 2: multi-input ids, 3 outputs
@@ -69,7 +70,7 @@ def test_multi_input_data_are_fed_by_name_and_wrong_keys_are_listed(ids_model):
     assert [(i.name, i.dtype) for i in model.inputs] == [("ids", "int32"), ("num", "float32")]
     plan = load_data(ids_model / "ids.npz", model.inputs, model.outputs)
     x, y = plan.evaluation.all()
-    assert x["ids"].dtype == np.int32 and x["num"].shape == (200, 3) and y["probs"].shape == (200,)
+    assert x["ids"].dtype == np.int32 and x["num"].shape == (200, 3) and y["y"].shape == (200,)
     with pytest.raises(DataError) as e:
         load_data(ids_model / "wrong.npz", model.inputs, model.outputs)
     assert str(e.value) == (
@@ -89,22 +90,28 @@ def test_int_id_inputs_stay_int32_in_int8_io_and_are_verified(ids_model):
 
 def test_degraded_id_model_is_caught_by_verification(ids_model):
     """The .tflite of the trained model, checked against a model whose embedding was shuffled: ids reach it."""
+    from tfopt import kinds
     from tfopt.data import load_data
     from tfopt.models import load_model
-    from tfopt.verify import Thresholds, verify
+    from tfopt.modes import MODES
+    from tfopt.tflite import read
+    from tfopt.verify import GateSettings, Reference, verify
 
-    tflite = (ids_model / "ids.out.tflite").read_bytes()  # written by the previous test
+    tflite = read((ids_model / "ids.out.tflite").read_bytes())  # written by the previous test
     degraded = load_model(ids_model / "ids_degraded.h5")
     plan = load_data(ids_model / "ids.npz", degraded.inputs, degraded.outputs)
-    result = verify(tflite, degraded, plan.evaluation, Thresholds(0.01, 0.97))
+    reference = Reference.compute(degraded, plan.evaluation)
+    decided, reference.labels = kinds.resolve(degraded, reference.outputs, reference.labels)
+    result = verify(tflite, reference, decided, GateSettings(MODES["int8"]))
     assert not result.passed
-    assert result.outputs[0].accuracy_tflite - result.outputs[0].accuracy_reference > 0.3
-    assert any(f.startswith("output 'probs': top-1 agreement") for f in result.failures)
+    m = result.outputs[0].metrics
+    assert m["accuracy"] - m["accuracy_reference"] > 0.3
+    assert any(f.startswith("output 'probs' (classification): top-1 agreement") for f in result.failures)
 
 
 def test_three_outputs_are_matched_by_name_when_tflite_reorders_them(tmp_path):
     from tfopt import _tf
-    from tfopt.verify import TFLiteRunner
+    from tfopt.tflite import Runner
 
     K = _tf.tf_keras()
     _tf.seed_everything(0)
@@ -116,11 +123,11 @@ def test_three_outputs_are_matched_by_name_when_tflite_reorders_them(tmp_path):
     xs = np.random.default_rng(0).random((300, 5), dtype=np.float32)
     np.savez(tmp_path / "three.npz", x=xs, y_alpha=np.argmax(model.predict(xs, verbose=0)[1], 1))
     report = _run(tmp_path / "three.h5", tmp_path / "three.npz", convert={"quantize": "dynamic"})
-    assert list(TFLiteRunner((tmp_path / "three.out.tflite").read_bytes()).outputs) == ["alpha", "mid", "zeta"]
+    assert list(Runner((tmp_path / "three.out.tflite").read_bytes()).outputs) == ["alpha", "mid", "zeta"]
     m = _metrics(report)
     assert list(m) == ["zeta", "alpha", "mid"]  # the model's order, each scored against its namesake
     assert m["alpha"]["kind"] == "classification" and m["alpha"]["accuracy_reference"] == 1.0
-    assert m["zeta"]["kind"] == "regression" and m["zeta"]["accuracy_reference"] is None
+    assert m["zeta"]["kind"] == "regression" and "accuracy_reference" not in m["zeta"]
     assert all(v["sqnr_db"] > 25 and v["cosine"] > 0.99 for v in m.values()) and report.ok
 
 
@@ -167,7 +174,7 @@ def test_tf_keras_savedmodel_with_revived_custom_layer_converts_through_its_sign
     assert load_model(sm).flavour == "saved_model"  # no custom objects: the layer would come back revived
     assert load_model(sm, "wild_helpers:CUSTOM").flavour == "tf_keras"
     report = _run(sm, custom_models / "data.npz", tflite=custom_models / "sm.tflite", convert={"quantize": "float16"})
-    assert report.model["format"] == "savedmodel" and report.ok
+    assert report.model.format == "savedmodel" and report.ok
     assert _metrics(report)["probs"]["max_abs_error"] < 1e-2
 
 
@@ -303,8 +310,10 @@ def test_input_shape_flag_reaches_the_recipe_and_bad_values_exit_2(cli, tmp_path
 def test_converter_crash_becomes_one_clear_error():
     from tfopt.worker import WorkerCrashed, run_isolated
 
+    import wild_helpers
+
     with pytest.raises(WorkerCrashed) as e:
-        run_isolated("wild_helpers:crash_in_convert", ())
+        run_isolated(wild_helpers.crash_in_convert, ())
     assert str(e.value) == (
         "the TFLite converter crashed (SIGABRT) while converting to int8; native log: quantize_model.cc:42] "
         "Check failed: scale > 0 (0 vs. 0) (try another mode (e.g. --quantize dynamic) or --allow-float-fallback; "
@@ -315,12 +324,14 @@ def test_converter_crash_becomes_one_clear_error():
 
 def test_multi_recipe_run_survives_a_crashing_recipe(cli, tiny, tmp_path, monkeypatch):
     import tfopt.worker as worker
+    import wild_helpers
+    from tfopt import pipeline
 
     real = worker.run_isolated
 
     def routed(target, args=(), *rest, **kw):  # the recipe writing crash.tflite runs the crashing target
-        crash = target == "tfopt.pipeline:run" and args[0].output.tflite.endswith("crash.tflite")
-        return real("wild_helpers:crash_in_convert" if crash else target, args, *rest, **kw)
+        crash = target is pipeline.run and args[0].output.tflite.endswith("crash.tflite")
+        return real(wild_helpers.crash_in_convert if crash else target, args, *rest, **kw)
 
     monkeypatch.setattr(worker, "run_isolated", routed)
     recipes = []
@@ -367,7 +378,7 @@ def _det(t):
 
 
 def test_strict_int8_refuses_float_ops_and_fallback_lists_them(tmp_path):
-    from tfopt.tflite_ops import ops
+    from tfopt.tflite import read
 
     h5 = _lambda_model(tmp_path / "sin.h5", _sin)
     with pytest.raises(ConversionError) as e:
@@ -379,8 +390,11 @@ def test_strict_int8_refuses_float_ops_and_fallback_lists_them(tmp_path):
     assert not (tmp_path / "sin.out.tflite").exists()
     report = _run(h5, h5.with_suffix(".npz"), convert={"quantize": "int8", "allow_float_fallback": True})
     assert "ops left in float (no integer kernel, --allow-float-fallback): SIN" in report.notes and report.ok
-    listed = {op.name: op for op in ops((tmp_path / "sin.out.tflite").read_bytes())}
-    assert listed["SIN"].input_dtypes == ("float32",) and listed["FULLY_CONNECTED"].output_dtypes == ("int8",)
+    model = read((tmp_path / "sin.out.tflite").read_bytes())
+    listed = {op.name: op for op in model.ops}
+    assert [model.tensors[i].dtype for i in listed["SIN"].inputs] == ["FLOAT32"]
+    assert [model.tensors[i].dtype for i in listed["FULLY_CONNECTED"].outputs] == ["INT8"]
+    assert [op.name for op in model.float_ops()] == ["SIN"]
 
 
 def test_converter_error_text_names_the_blocking_ops():
@@ -392,7 +406,7 @@ def test_converter_error_text_names_the_blocking_ops():
 
 
 def test_select_tf_ops_are_refused_when_verifying_and_converted_with_no_verify(tmp_path):
-    from tfopt.tflite_ops import ops
+    from tfopt.tflite import read
 
     h5 = _lambda_model(tmp_path / "det.h5", _det)
     with pytest.raises(ConversionError) as e:
@@ -405,7 +419,7 @@ def test_select_tf_ops_are_refused_when_verifying_and_converted_with_no_verify(t
     report = _run(h5, verify={"enabled": False})
     assert report.verification is None and report.notes[0].startswith(
         "WARNING: converted with Select TF ops (Flex) for MatrixDeterminant")
-    assert "FlexMatrixDeterminant" in [op.name for op in ops((tmp_path / "det.out.tflite").read_bytes())]
+    assert "FlexMatrixDeterminant" in [op.name for op in read((tmp_path / "det.out.tflite").read_bytes()).ops]
 
 
 # ---------------------------------------------------------------- 8: Keras 2.2-era .h5
@@ -422,7 +436,7 @@ def test_legacy_h5_loads_and_goes_through_ptq(tmp_path, sequential):
         assert ('"class_name": "Sequential", "config": [' if sequential else '"class_name": "Model"') in \
             (f.attrs["model_config"].decode() if isinstance(f.attrs["model_config"], bytes) else f.attrs["model_config"])
     report = _run(h5, data, convert={"quantize": "int8"})
-    assert report.model["keras_version"] == "2.2.4"
+    assert report.model.keras_version == "2.2.4"
     probs = next(iter(_metrics(report).values()))
     assert report.ok and probs["accuracy_reference"] > 0.9 and probs["accuracy_drop"] <= 0.01
     assert os.path.getsize(tmp_path / "old.out.tflite") < os.path.getsize(h5)

@@ -61,7 +61,7 @@ def __getattr__(name):  # lazily, so importing this module never imports TensorF
     raise AttributeError(name)
 
 
-def crash_in_convert(*args, progress):
+def crash_in_convert(*args, progress, **kwargs):
     """Behave like TensorFlow's converter aborting in native code while converting to int8."""
     progress("load")
     progress("convert int8")
@@ -70,3 +70,31 @@ def crash_in_convert(*args, progress):
     sys.stderr.write("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
     sys.stderr.flush()
     os.abort()
+
+
+def echo_progress(value, progress, scale=1):
+    """A worker target: reports progress, returns a value computed in the child."""
+    progress("load")
+    return {"value": value * scale, "pid": os.getpid()}
+
+
+def raise_usage(progress):
+    from tfopt.errors import UsageError
+
+    raise UsageError("bad flag", "try another")
+
+
+def raise_bug(progress):
+    raise KeyError("oops")
+
+
+def wait_forever(marker, progress):
+    """Writes its pid to ``marker`` (atomically, as tfopt writes outputs) and then waits to be interrupted."""
+    import time
+
+    from tfopt.files import write_atomic
+
+    progress("fine-tune")
+    write_atomic(marker, str(os.getpid()))
+    while True:
+        time.sleep(0.1)

@@ -2,26 +2,24 @@
 
 The public API (nothing here imports TensorFlow until used)::
 
-    from tfopt import Recipe, run, load_model, verify, TfoptError
+    from tfopt import from_dict, load_recipe, run, verify_file, load_model, TfoptError
+    report = run(from_dict({"model": {"path": "model.h5"}, "data": {"path": "calib.npz"},
+                            "convert": {"quantize": "int8"}}))
 """
 
 from .errors import TfoptError
 from .recipe import Recipe, from_dict, load_recipe
 
-__all__ = ["Recipe", "TfoptError", "from_dict", "load_recipe", "load_model", "run", "verify"]
+__all__ = ["Recipe", "TfoptError", "VerifyJob", "from_dict", "load_model", "load_recipe", "run", "verify_file"]
 
 
 def __getattr__(name: str):
-    if name == "run":
-        from .pipeline import run
+    if name in ("run", "verify_file", "VerifyJob"):
+        from . import pipeline
 
-        return run
+        return getattr(pipeline, name)
     if name == "load_model":
         from .models import load_model
 
         return load_model
-    if name == "verify":
-        from .verify import verify
-
-        return verify
     raise AttributeError(name)

@@ -9,16 +9,54 @@ implementation (``tf_keras``) that TF-MOT understands.  Keras 3 stays importable
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
+import tempfile
+import warnings
 from types import ModuleType
 
 DEFAULT_SEED = 0
 
 
+NATIVE_LOG_ENV = "TFOPT_NATIVE_LOG"  # set by the worker: its stderr already goes to a log file
+DEBUG_ENV = "TFOPT_DEBUG"  # show TensorFlow's native output as it comes
+
+
+@contextlib.contextmanager
+def quiet_native():
+    """Silence what TensorFlow's native code prints on stdout/stderr (converter chatter, absl warnings).
+
+    A no-op inside the worker (its stderr is a log file that --debug shows) and with TFOPT_DEBUG=1:
+    library users get a quiet ``tfopt``; errors still carry their text in the exception.
+    """
+    if os.environ.get(NATIVE_LOG_ENV) or os.environ.get(DEBUG_ENV):
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def _configure_environment() -> None:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # a library stays quiet (ERROR lines too, e.g. CUDA probing at the first op); the CLI's worker logs
+    # errors to the native log that --debug shows
+    logged = os.environ.get(NATIVE_LOG_ENV) or os.environ.get(DEBUG_ENV)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if logged else "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable numbers across runs
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -27,9 +65,12 @@ def _configure_environment() -> None:
 @functools.cache
 def tf() -> ModuleType:
     _configure_environment()
-    import tensorflow
+    with quiet_native():  # CUDA probing and oneDNN notices on import
+        import tensorflow
 
     tensorflow.get_logger().setLevel("ERROR")
+    # TF's own calibrator still builds a tf.lite.Interpreter: its deprecation notice is not the user's concern
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning)
     try:
         import absl.logging
 
@@ -77,10 +118,6 @@ def litert() -> ModuleType:
     from ai_edge_litert import interpreter
 
     return interpreter
-
-
-def interpreter_class() -> type:
-    return litert().Interpreter
 
 
 @functools.cache

@@ -23,9 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import DataError, UsageError
-from .report import size_of
-from .tflite_model import read_tflite
-from .verify import quantize_input
+from .files import size_of
 
 
 @dataclass(frozen=True)
@@ -123,47 +121,34 @@ def _time_loop(step: Callable[[], object], config: BenchConfig) -> list[float]:
 def bench_tflite(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndarray] | None = None
                  ) -> tuple[BenchRun, dict[str, np.ndarray]]:
     """Benchmark one .tflite; returns its numbers and the float inputs it used (to reuse)."""
-    from ._tf import interpreter_class
+    from .tflite import Runner, read
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"TFLite model not found: {path} (expected a .tflite file)")
     data = path.read_bytes()
-    read_tflite(data, str(path))  # a clear error for a file that is not a TFLite model
+    model = read(data, str(path))  # a clear error for a file that is not a TFLite model
     before, _ = rss_mb()
     t0 = time.perf_counter()
-    interpreter = interpreter_class()(model_content=data, num_threads=config.threads)
-    details = interpreter.get_input_details()
     try:
-        for d in details:
-            if d["shape"][0] != config.batch:
-                interpreter.resize_tensor_input(d["index"], [config.batch, *d["shape"][1:]], strict=False)
-        interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as e:
+        runner = Runner(model, threads=config.threads, batch=config.batch)
+    except Exception as e:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError for a batch it cannot take
+        if config.batch == 1:
+            raise
         raise UsageError(f"--batch {config.batch}: {path} cannot run with this batch size "
                          f"({' '.join(str(e).split())[:200]}); use --batch 1") from e
     load_ms = (time.perf_counter() - t0) * 1000
-    feeds = feeds or sample_inputs({_short(d["name"]): tuple(d["shape"]) for d in details}, config.batch, config.seed)
-    for d, value in zip(details, _ordered(feeds, details)):
-        interpreter.set_tensor(d["index"], quantize_input(value, d))
-    times = _time_loop(interpreter.invoke, config)
+    shapes = runner.raw_input_shapes()
+    feeds = feeds or sample_inputs(shapes, config.batch, config.seed)
+    if len(feeds) != len(shapes):
+        raise DataError(f"the models to compare have different inputs: {len(feeds)} vs {len(shapes)}")
+    runner.set_inputs(feeds)
+    times = _time_loop(runner.invoke, config)
     current, peak = rss_mb()
     size = size_of(data)
-    run = BenchRun(str(path), "tflite", size["bytes"], size["gzip_bytes"], round(load_ms, 2),
+    run = BenchRun(str(path), "tflite", size.bytes, size.gzip_bytes, round(load_ms, 2),
                    **percentiles(times, config.batch), peak_rss_mb=peak, rss_increase_mb=round(current - before, 1))
     return run, feeds
-
-
-def _short(name: str) -> str:
-    return name.split(":")[0].removeprefix("serving_default_")
-
-
-def _ordered(feeds: dict[str, np.ndarray], details: list[dict]) -> list[np.ndarray]:
-    values = list(feeds.values())
-    if len(values) != len(details):
-        raise DataError(f"the models to compare have different inputs: {len(values)} vs {len(details)}")
-    by_name = [feeds.get(_short(d["name"])) for d in details]
-    return by_name if all(v is not None for v in by_name) else values
 
 
 def bench_keras(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndarray]) -> BenchRun:
@@ -190,7 +175,7 @@ def bench_keras(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndarr
     times = _time_loop(lambda: [np.asarray(o) for o in tf.nest.flatten(call(*args))], config)
     current, peak = rss_mb()
     size = size_of(Path(path))
-    return BenchRun(str(path), "keras", size["bytes"], size["gzip_bytes"], round(load_ms, 2),
+    return BenchRun(str(path), "keras", size.bytes, size.gzip_bytes, round(load_ms, 2),
                     **percentiles(times, config.batch), peak_rss_mb=peak, rss_increase_mb=round(current - before, 1))
 
 

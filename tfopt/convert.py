@@ -1,114 +1,170 @@
-"""Keras / SavedModel → TFLite flatbuffer, one table entry per quantization mode."""
+"""Keras / SavedModel → TFLite: one ``Converter`` per model, each configuration converted once per run.
+
+    with Converter(model) as converter:
+        result = converter.convert(ConvertConfig(MODES["int8"]), calibration)
+        result.tflite.size, result.io_type, result.notes
+
+The converter settings of each mode come from the mode table (``modes.py``).  A Keras 3 model is
+exported to a SavedModel once per run (keeping its output names) and every configuration converts
+from that export; tf_keras models convert from a traced concrete function (``from_keras_model`` would
+import Keras 3 just to type-check the model, ~3 s per process).
+"""
 
 from __future__ import annotations
 
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import _tf, convert_checks
+from . import _tf, convert_checks, modes
 from .data import Subset
 from .errors import UsageError
 from .models import LoadedModel
-
-
-@dataclass(frozen=True)
-class Mode:
-    """How one --quantize value configures the converter."""
-
-    name: str
-    file_tag: str  # used in default output names: model.<file_tag>.tflite
-    needs_calibration: bool
-    io_types: tuple[str, ...]  # allowed --io-type values; first is the default
-    max_accuracy_drop: float  # default verification thresholds
-    min_agreement: float
-
-
-MODES: dict[str, Mode] = {
-    m.name: m
-    for m in (
-        Mode("none", "float32", False, ("float32",), 0.002, 0.995),
-        Mode("float16", "float16", False, ("float32",), 0.005, 0.99),
-        Mode("dynamic", "dynamic", False, ("float32",), 0.01, 0.97),
-        Mode("int8", "int8", True, ("int8", "uint8", "float32"), 0.01, 0.97),
-        Mode("int16x8", "int16x8", True, ("int16", "float32"), 0.01, 0.97),
-    )
-}
-
-
-def mode(name: str) -> Mode:
-    try:
-        return MODES[name]
-    except KeyError:
-        raise UsageError(f"unknown quantization mode {name!r}: expected one of {', '.join(MODES)}") from None
+from .modes import Mode
+from .tflite import TFLiteModel, read
 
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    mode: str = "none"
+    mode: Mode = modes.FLOAT32
     io_type: str | None = None  # None = the mode's default
     allow_float_fallback: bool = False
     sparse_encoding: bool = False
-    input_shapes: dict | None = None  # name -> full static shape (None = dynamic batch), see shapes.py
+    input_shapes: tuple[tuple[str, tuple[int | None, ...]], ...] = ()  # (name, full static shape), see shapes.py
     select_tf_ops: bool = False  # allow Select TF ops (Flex) when builtins lack an op (unverifiable)
 
     @property
     def resolved_io_type(self) -> str:
-        return self.io_type or MODES[self.mode].io_types[0]
+        return self.io_type or self.mode.default_io_type
+
+    @property
+    def shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return dict(self.input_shapes)
 
 
 @dataclass
 class ConvertResult:
-    tflite: bytes
-    mode: str
-    io_type: str
+    tflite: TFLiteModel  # parsed once; ``.raw`` holds the bytes
+    config: ConvertConfig
     seconds: float
     notes: list[str] = field(default_factory=list)
     input_shapes: dict = field(default_factory=dict)  # the static shapes the conversion needed
     select_tf_ops: bool = False  # whether it needed Select TF ops (Flex)
 
+    @property
+    def data(self) -> bytes:
+        return self.tflite.raw
 
-def _configure_mode(converter, config: ConvertConfig, tf) -> None:
-    name = config.mode
-    if name == "none":
-        if config.sparse_encoding:  # float32 weights can be stored sparse too
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-        return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if config.sparse_encoding:
-        converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    if name == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif name == "int8":
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if config.allow_float_fallback:
-            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-        converter.target_spec.supported_ops = ops
-    elif name == "int16x8":
-        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    @property
+    def mode(self) -> Mode:
+        return self.config.mode
+
+    @property
+    def io_type(self) -> str:
+        return self.config.resolved_io_type
+
+
+class Converter:
+    """Converts one model; remembers every configuration it converted and the Keras 3 export."""
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+        self._results: dict[tuple, ConvertResult] = {}
+        self._exports: dict[tuple, str] = {}
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> Converter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+            self._exports.clear()
+
+    def convert(self, config: ConvertConfig, calibration: Subset | None = None) -> ConvertResult:
+        """Convert (or return this run's earlier conversion of) ``config``; calibrated modes need samples."""
+        problem = modes.io_type_problem(config.mode.name, config.io_type)
+        if problem:
+            raise UsageError(f"--io-type: {problem}")
+        if config.mode.needs_calibration and calibration is None:
+            raise UsageError(f"--quantize {config.mode.name} needs calibration data: pass --data FILE "
+                             "(or --calibration random)")
+        key = (config, id(calibration) if config.mode.needs_calibration else None)
+        if key not in self._results:
+            self._results[key] = self._convert(config, calibration)
+        return self._results[key]
+
+    def _convert(self, config: ConvertConfig, calibration: Subset | None) -> ConvertResult:
+        tf = _tf.tf()
+        start = time.perf_counter()
+        notes: list[str] = []
+
+        def attempt(state: convert_checks.Attempt) -> bytes:
+            converter = self._entry_point(tf, state.shapes)
+            configure(converter, config, tf)
+            if state.select_tf_ops:
+                ops = set(converter.target_spec.supported_ops) | {tf.lite.OpsSet.SELECT_TF_OPS}
+                if tf.lite.OpsSet.TFLITE_BUILTINS_INT8 not in ops:
+                    ops.add(tf.lite.OpsSet.TFLITE_BUILTINS)
+                converter.target_spec.supported_ops = ops
+            if config.mode.needs_calibration:
+                converter.representative_dataset = representative(self.model, calibration)
+            with _tf.quiet_native():
+                return converter.convert()
+
+        flatbuffer, state = convert_checks.convert_with_fallbacks(attempt, self.model, config, notes)
+        model = read(flatbuffer, f"the {config.mode.name} conversion")
+        notes += convert_checks.check_result(model, self.model, config)
+        return ConvertResult(model, config, time.perf_counter() - start, notes, state.shapes, state.select_tf_ops)
+
+    def _entry_point(self, tf, shapes: dict):
+        if self.model.flavour == "keras3":  # a concrete function would keep Keras 3's resource variables
+            return tf.lite.TFLiteConverter.from_saved_model(self._keras3_export(tf, shapes))
+        if self.model.flavour == "tf_keras" or shapes:
+            return convert_checks.static_converter(self.model, tf, shapes)
+        return tf.lite.TFLiteConverter.from_saved_model(str(self.model.path))
+
+    def _keras3_export(self, tf, shapes: dict) -> str:
+        key = tuple(sorted(shapes.items()))
+        if key not in self._exports:
+            if self._workdir is None:
+                self._workdir = tempfile.TemporaryDirectory(prefix="tfopt-convert-")
+            self._exports[key] = export_keras3(self.model, tf, self._workdir.name, shapes)
+        return self._exports[key]
+
+
+def convert(model: LoadedModel, config: ConvertConfig, calibration: Subset | None = None) -> ConvertResult:
+    """Convert ``model`` once (no caching across calls): the library's one-shot entry point."""
+    with Converter(model) as converter:
+        return converter.convert(config, calibration)
+
+
+def configure(converter, config: ConvertConfig, tf) -> None:
+    """Apply the mode table's converter settings (and io types, sparse encoding, float fallback)."""
+    mode = config.mode
+    optimizations = [tf.lite.Optimize.DEFAULT] if mode.optimize else []
+    if config.sparse_encoding:  # float32 weights can be stored sparse too
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    if mode.supported_types:
+        converter.target_spec.supported_types = [getattr(tf, t) for t in mode.supported_types]
+    if mode.ops_set:
+        ops = [getattr(tf.lite.OpsSet, mode.ops_set)]
         if config.allow_float_fallback:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
         converter.target_spec.supported_ops = ops
     io = config.resolved_io_type
-    if MODES[name].needs_calibration and io != "float32":
+    if mode.needs_calibration and io != "float32":
         converter.inference_input_type = getattr(tf, io)
         converter.inference_output_type = getattr(tf, io)
-
-
-def _converter_for(model: LoadedModel, tf, workdir: str):
-    """The fastest correct converter entry point for where the model came from.
-
-    tf_keras models convert from a traced concrete function: ``from_keras_model`` would save a
-    SavedModel first and import Keras 3 just to type-check the model (~3 s per process).
-    """
-    if model.flavour == "tf_keras":
-        return convert_checks.static_converter(model, tf, {})
-    if model.flavour == "keras3":
-        return tf.lite.TFLiteConverter.from_saved_model(export_keras3(model, tf, workdir))
-    return tf.lite.TFLiteConverter.from_saved_model(str(model.path))
 
 
 def export_keras3(model: LoadedModel, tf, workdir: str, shapes: dict | None = None) -> str:
@@ -132,49 +188,13 @@ def export_keras3(model: LoadedModel, tf, workdir: str, shapes: dict | None = No
     archive.track(keras_model)
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=specs)
     path = tempfile.mkdtemp(prefix="keras3_savedmodel_", dir=workdir)
-    archive.write_out(path, verbose=False)
+    with _tf.quiet_native():
+        archive.write_out(path, verbose=False)
     return path
 
 
-def convert(model: LoadedModel, config: ConvertConfig, calibration: Subset | None = None) -> ConvertResult:
-    """Convert ``model``; int8/int16x8 need ``calibration`` samples (fed one at a time)."""
-    tf = _tf.tf()
-    spec = mode(config.mode)
-    if config.resolved_io_type not in spec.io_types:
-        raise UsageError(
-            f"--io-type {config.resolved_io_type} does not apply to --quantize {config.mode}: "
-            f"expected one of {', '.join(spec.io_types)}"
-        )
-    if spec.needs_calibration and calibration is None:
-        raise UsageError(f"--quantize {config.mode} needs calibration data: pass --data FILE (or --calibration random)")
-    start = time.perf_counter()
-    notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="tfopt-convert-") as workdir:
-
-        def attempt(state: convert_checks.Attempt) -> bytes:
-            if state.shapes and model.flavour == "keras3":  # a concrete function would keep resource variables
-                converter = tf.lite.TFLiteConverter.from_saved_model(export_keras3(model, tf, workdir, state.shapes))
-            elif state.shapes:
-                converter = convert_checks.static_converter(model, tf, state.shapes)
-            else:
-                converter = _converter_for(model, tf, workdir)
-            _configure_mode(converter, config, tf)
-            if state.select_tf_ops:
-                ops = set(converter.target_spec.supported_ops) | {tf.lite.OpsSet.SELECT_TF_OPS}
-                if tf.lite.OpsSet.TFLITE_BUILTINS_INT8 not in ops:
-                    ops.add(tf.lite.OpsSet.TFLITE_BUILTINS)
-                converter.target_spec.supported_ops = ops
-            if spec.needs_calibration:
-                converter.representative_dataset = _representative(model, calibration)
-            return converter.convert()
-
-        flatbuffer, state = convert_checks.convert_with_fallbacks(attempt, model, config, notes)
-    notes += convert_checks.check_result(flatbuffer, model, config)
-    seconds = time.perf_counter() - start
-    return ConvertResult(flatbuffer, config.mode, config.resolved_io_type, seconds, notes, state.shapes, state.select_tf_ops)
-
-
-def _representative(model: LoadedModel, calibration: Subset) -> Callable:
+def representative(model: LoadedModel, calibration: Subset) -> Callable:
+    """The converter's representative dataset: one sample at a time, fed by input name."""
     names = [s.name for s in model.inputs]
 
     def gen():
@@ -184,3 +204,8 @@ def _representative(model: LoadedModel, calibration: Subset) -> Callable:
 
     return gen
 
+
+def output_stem(model_path: str | Path) -> tuple[Path, str]:
+    """(folder, stem) of the default output names beside the model."""
+    path = Path(model_path)
+    return path.parent, path.name if path.is_dir() else path.stem

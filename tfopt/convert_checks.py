@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from . import shapes as shapes_mod
-from . import tflite_ops
 from .errors import ConversionError
 from .models import LoadedModel
+from .tflite import TFLiteModel, summarize_ops
 
 NEEDS_STATIC = ("requires element_shape to be static", "Lowering tensor list ops is failed")
 _NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
@@ -45,7 +45,7 @@ def convert_with_fallbacks(
     attempt: Callable[[Attempt], bytes], model: LoadedModel, config, notes: list[str]
 ) -> tuple[bytes, Attempt]:
     """Call ``attempt`` until it converts or a failure is explained (ConversionError)."""
-    state = Attempt(dict(config.input_shapes or {}), False)
+    state = Attempt(dict(config.shapes), False)
     if has_rnn(model):  # known up front: skip the failing dynamic-shape attempt (seconds per conversion)
         _fix_batch(model, state, notes)
     for _ in range(3):
@@ -68,7 +68,7 @@ def convert_with_fallbacks(
                 )
                 continue
             raise ConversionError(explain(config, text), _hint(config, text)) from e
-    raise ConversionError(f"the TFLite converter kept failing while converting to {config.mode}")
+    raise ConversionError(f"the TFLite converter kept failing while converting to {config.mode.name}")
 
 
 RNN_LAYERS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
@@ -126,54 +126,50 @@ def explain(config, text: str) -> str:
     first = next((ln.strip() for ln in text.splitlines() if "error:" in ln), " ".join(text.split()))
     first = first.split("error:", 1)[-1].strip()
     blame = f" (ops: {', '.join(ops)})" if ops else ""
-    return f"the TFLite converter failed while converting to {config.mode}{blame}: {first[:300]}"
+    return f"the TFLite converter failed while converting to {config.mode.name}{blame}: {first[:300]}"
 
 
 def _hint(config, text: str) -> str | None:
-    if config.mode in ("int8", "int16x8") and not config.allow_float_fallback:
+    if config.mode.integer and not config.allow_float_fallback:
         return "some ops may have no integer kernel: " + FALLBACK_HINT
     return None
 
 
-def check_result(tflite: bytes, model: LoadedModel, config) -> list[str]:
+def check_result(tflite: TFLiteModel, model: LoadedModel, config) -> list[str]:
     """Refuse a silently degraded .tflite; return notes about what it holds."""
     notes = []
-    from .verify import TFLiteRunner
-
-    int_inputs = [s for s in model.inputs if s.dtype.startswith(("int", "uint"))]
-    details = TFLiteRunner(tflite).inputs if int_inputs else {}
-    for spec in int_inputs:
-        detail = details.get(spec.name)
-        if detail is None:
+    inputs = tflite.input_tensors()
+    for spec in (s for s in model.inputs if s.is_integer):
+        tensor = inputs.get(spec.name)
+        if tensor is None:
             continue
-        got = np.dtype(detail["dtype"]).name
-        if got in ("int8", "uint8", "int16") and detail["quantization"][0]:
+        got = tensor.dtype.lower()
+        if got in ("int8", "uint8", "int16") and tensor.quantization is not None and any(tensor.quantization.scale):
             raise ConversionError(
                 f"input '{spec.name}' holds integer ids ({spec.dtype}) but the converter quantized it to {got}: "
                 "refusing a silently broken model; use --io-type float32"
             )
-        if config.mode in ("int8", "int16x8") and config.resolved_io_type != "float32":
+        if config.mode.integer and config.resolved_io_type != "float32":
             notes.append(
                 f"input '{spec.name}' stays {got} in the .tflite: integer ids are never quantized "
                 f"(the other inputs and outputs use {config.resolved_io_type})"
             )
-    listed = tflite_ops.ops(tflite)
-    state = [op for op in listed if op.name in tflite_ops.STATEFUL_OPS]
+    state = tflite.stateful_ops()
     if state:
         notes.append(
-            f"the .tflite keeps RNN state between invocations ({tflite_ops.summarize(state)}): call "
+            f"the .tflite keeps RNN state between invocations ({summarize_ops(state)}): call "
             "Interpreter.reset_all_variables() before each new sequence (verification does)"
         )
-    if config.mode in ("int8", "int16x8"):
-        left = [op for op in listed if op.computes_in_float and not op.is_flex]
+    if config.mode.integer:
+        left = [op for op in tflite.float_ops() if not op.is_flex]
         if left and not config.allow_float_fallback:
             raise ConversionError(
-                f"strict full-integer {config.mode} conversion left {len(left)} op(s) computing in float "
-                f"({tflite_ops.summarize(left)}): they have no integer kernel",
+                f"strict full-integer {config.mode.name} conversion left {len(left)} op(s) computing in float "
+                f"({summarize_ops(left)}): they have no integer kernel",
                 FALLBACK_HINT,
             )
         if left:
-            notes.append(f"ops left in float (no integer kernel, --allow-float-fallback): {tflite_ops.summarize(left)}")
+            notes.append(f"ops left in float (no integer kernel, --allow-float-fallback): {summarize_ops(left)}")
     return notes
 
 
@@ -183,8 +179,7 @@ def static_converter(model: LoadedModel, tf, fixed: dict[str, tuple[int | None, 
     specs = [tf.TensorSpec(fixed.get(s.name, s.shape), tf.as_dtype(s.dtype), name=s.name) for s in model.inputs]
     call = named_call(model)
     fn = tf.function(lambda *args: call(dict(zip(names, args))), input_signature=specs)
-    trackable = getattr(model, "_keepalive", None) if model.flavour == "saved_model" else model.model
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], trackable)
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model.trackable)
 
 
 def named_call(model: LoadedModel) -> Callable[[dict], dict]:

@@ -17,8 +17,9 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from .errors import DataError
-from .models import TensorSpec
+from .shapes import TensorSpec
 
+UNNAMED = "y"  # labels that name no output: kinds.resolve matches them to the output they fit
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 _KEY = re.compile(r"(?P<base>.+?)(?:_(?P<part>train|test))?$")
 Batch = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]  # (inputs by name, labels by output name)
@@ -30,6 +31,8 @@ class Split(Protocol):
     def __len__(self) -> int: ...
 
     def rows(self, index: np.ndarray) -> Batch: ...
+
+    def name_labels(self, output: str) -> None: ...
 
 
 @dataclass
@@ -43,6 +46,10 @@ class ArraySplit:
     def rows(self, index: np.ndarray) -> Batch:
         return ({k: v[index] for k, v in self.x.items()}, {k: v[index] for k, v in self.y.items()})
 
+    def name_labels(self, output: str) -> None:
+        if UNNAMED in self.y:
+            self.y[output] = self.y.pop(UNNAMED)
+
 
 @dataclass
 class ImageSplit:
@@ -51,12 +58,15 @@ class ImageSplit:
     files: list[Path]
     labels: np.ndarray
     input: TensorSpec
-    output_name: str
+    output_name: str = UNNAMED
     scale: float = 1.0 / 255.0
     offset: float = 0.0
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def name_labels(self, output: str) -> None:
+        self.output_name = output
 
     def rows(self, index: np.ndarray) -> Batch:
         from . import _tf
@@ -73,6 +83,9 @@ class ImageSplit:
             img = tf.image.resize(img, (height or img.shape[0], width or img.shape[1]))
             images.append(img.numpy() * self.scale + self.offset)
         x = np.stack(images).astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{self.files[0].parent.parent}: --scale {self.scale:g} / --offset {self.offset:g} make "
+                            "non-finite pixel values; expected finite numbers")
         return {self.input.name: x}, {self.output_name: self.labels[index]}
 
 
@@ -107,6 +120,11 @@ class DataPlan:
     evaluation: Subset
     train: Subset
     notes: list[str] = field(default_factory=list)
+
+    def name_labels(self, output: str) -> None:
+        """The unnamed labels ``y`` belong to ``output`` (decided by ``kinds.resolve``)."""
+        for subset in (self.calibration, self.evaluation, self.train):
+            subset.split.name_labels(output)
 
 
 def load_data(
@@ -169,6 +187,8 @@ def _open(path: Path, inputs, outputs, scale, offset) -> dict[str, Split]:
             raise DataError(f"{path} is not a readable .npy file ({e})") from e
         if len(inputs) != 1:
             raise DataError(f"{path}: a .npy file feeds one input, but the model has {len(inputs)}; use a .npz")
+        _check_array(path, None, array)
+        check_finite(path, None, array)
         return {"all": ArraySplit({inputs[0].name: array}, {})}
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -179,6 +199,12 @@ def _open(path: Path, inputs, outputs, scale, offset) -> dict[str, Split]:
 
 
 def _splits_from_arrays(path: Path, arrays: dict, inputs, outputs) -> dict[str, Split]:
+    if not arrays:
+        raise DataError(f"{path} holds no arrays: expected x (and y), x_train/y_train/x_test/y_test, "
+                        "or one key per model input")
+    for key, value in arrays.items():
+        _check_array(path, key, value)
+        check_finite(path, key, value)
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         m = _KEY.match(key)
@@ -210,12 +236,42 @@ def _map_names(path: Path, part: str, keys: dict, inputs, outputs) -> ArraySplit
         for key in (f"y_{out.name}", out.name if out.name not in input_names else None):
             if key and key in keys:
                 y[out.name] = keys[key]
-    if "y" in keys and outputs:
-        y.setdefault(outputs[0].name, keys["y"])
-    n = {k: len(v) for k, v in {**x, **y}.items()}
+    if "y" in keys and len(y) < len(outputs):  # y_<name> always wins; plain y is matched to an output later
+        y[UNNAMED] = keys["y"]
+    n = {key + suffix: len(value) for key, value in keys.items()}  # as the file names them
     if len(set(n.values())) > 1:
         raise DataError(f"{path}: arrays{'' if part == 'all' else ' of ' + part} differ in length: {n}")
     return ArraySplit(x, y)
+
+
+def _check_array(path: Path, key: str | None, array: np.ndarray) -> None:
+    """Numeric, at least one sample: the checks every array gets before anything else."""
+    where = f"{path}: key {key!r}" if key is not None else str(path)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{where} holds {array.dtype} values, expected numbers (float or integer arrays)")
+    if array.ndim == 0:
+        raise DataError(f"{where} is a single number, expected an array with one row per sample")
+    if len(array) == 0:
+        raise DataError(f"{where} has no samples (shape {array.shape}), expected at least one")
+
+
+def check_finite(path: Path, key: str | None, array: np.ndarray) -> None:
+    """NaN or ±Inf anywhere is an error naming the file, the key, how many values and the first samples."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = ~np.isfinite(array.reshape(len(array), -1))
+    count = int(bad.sum())
+    if not count:
+        return
+    rows = np.flatnonzero(bad.any(axis=1))
+    kinds = ", ".join(k for k, hit in (("NaN", np.isnan(array).any()), ("+Inf", np.isposinf(array).any()),
+                                       ("-Inf", np.isneginf(array).any())) if hit)
+    shown = ", ".join(str(int(i)) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    where = f"key {key!r}" if key is not None else "the array"
+    raise DataError(
+        f"{path}: {where} holds {count} non-finite value(s) ({kinds}) in {len(rows)} sample(s), first at "
+        f"index {shown}; expected finite numbers: clean the data before calibrating or verifying"
+    )
 
 
 def _validate(path: Path, split: ArraySplit, inputs: list[TensorSpec]) -> None:
@@ -281,7 +337,7 @@ def _image_folder(path: Path, inputs, outputs, scale, offset) -> ImageSplit:
         files,
         np.asarray(labels, dtype=np.int64),
         inputs[0],
-        outputs[0].name,
+        UNNAMED,
         1.0 / 255.0 if scale is None else scale,
         0.0 if offset is None else offset,
     )

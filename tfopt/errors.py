@@ -1,7 +1,8 @@
 """One error hierarchy.  Every error a user can cause is a ``TfoptError``.
 
 ``exit_code`` is the process exit status the CLI uses for it: 1 for errors,
-2 for usage / recipe errors, 3 for a verification that ran and missed a threshold.
+2 for usage / recipe errors, 3 for a verification that ran and missed a threshold,
+130 for an interrupt.
 """
 
 from __future__ import annotations
@@ -56,6 +57,24 @@ class ConversionError(TfoptError):
 
 class OutputError(UsageError):
     """An output path that cannot be written (or would overwrite an input): a bad flag, exit 2."""
+
+
+class WriteError(TfoptError):
+    """A write that failed after the work was done (disk full, ...): nothing partial is left."""
+
+
+class Interrupted(TfoptError):
+    """Ctrl-C / SIGTERM: the worker is stopped and nothing is written."""
+
+    exit_code = 130
+
+
+class MismatchError(TfoptError):
+    """A .tflite whose inputs/outputs (names, count, shapes) do not match its reference model: nothing measured."""
+
+
+class VerificationError(TfoptError):
+    """Verification could not decide (e.g. an output with no gate that could be evaluated): never a pass."""
 
 
 class VerificationFailed(TfoptError):

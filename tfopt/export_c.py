@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError, UsageError
-from .files import refuse_inputs, write_atomic
+from .files import check_outputs, write_atomic
+from .tflite.reader import is_tflite_bytes
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
@@ -50,13 +51,13 @@ def export_c(tflite: str | Path, output: str | Path, name: str = "g_model") -> E
     tflite, output = Path(tflite), Path(output)
     name = check_name(name)
     header = header_path(output)
-    refuse_inputs({"C source": str(output), "C header": str(header)}, {"TFLite model": str(tflite)})
     if output.suffix.lower() not in (".cc", ".cpp", ".cxx", ".c"):
         raise UsageError(f"-o {output}: expected a C/C++ source file name (.cc, .cpp or .c); the header is written beside it")
+    check_outputs({"-o": str(output), "the header": str(header)}, {"TFLite model": str(tflite)})
     if not tflite.is_file():
         raise DataError(f"TFLite model not found: {tflite} (expected a .tflite file)")
     data = tflite.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
+    if not is_tflite_bytes(data):
         raise DataError(f"{tflite} is not a TFLite model: the flatbuffer identifier 'TFL3' is missing")
     write_atomic(header, render_header(name, header.name, len(data)))
     write_atomic(output, render_source(name, header.name, data, tflite.name))

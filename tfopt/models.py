@@ -1,4 +1,4 @@
-"""Load Keras models (.h5, .keras from Keras 2 or 3, SavedModel) behind one interface.
+"""Load Keras models (.h5, .keras from Keras 2 or 3, SavedModel) behind one interface (``LoadedModel``).
 
 ``load_model`` sniffs the file (never trusting the extension alone), decides which
 Keras wrote it and loads it with that Keras: tf_keras for Keras 2 files, Keras 3 for
@@ -8,6 +8,7 @@ Keras 3 files, ``tf.saved_model`` for SavedModels that are not Keras.  The resul
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import _tf
 from .errors import ModelLoadError
+from .shapes import TensorSpec
 
 H5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -28,17 +30,8 @@ EXPECTED = "expected a Keras .h5 or .keras file or a SavedModel directory"
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output: its name, shape (None = dynamic) and dtype name."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-
-@dataclass
 class LoadedModel:
-    """A model plus what tfopt needs to know about it."""
+    """A model plus what tfopt needs to know about it (immutable: ``replace`` gives variants)."""
 
     path: Path
     format: str  # "h5" | "keras" | "savedmodel"
@@ -48,6 +41,15 @@ class LoadedModel:
     outputs: list[TensorSpec]
     training_config: dict | None = None
     custom_objects: dict[str, Any] = field(default_factory=dict)
+    owner: Any = field(default=None, repr=False, compare=False)  # keeps a SavedModel signature's object alive
+
+    def replace(self, **changes) -> "LoadedModel":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def trackable(self) -> Any:
+        """What holds the variables (the converter freezes them): the Keras model or the SavedModel object."""
+        return self.owner if self.flavour == "saved_model" else self.model
 
     @property
     def keras_major(self) -> int | None:
@@ -306,6 +308,4 @@ def _load_signature(path: Path, objects: dict) -> LoadedModel:
     _, kwargs = fn.structured_input_signature
     inputs = [TensorSpec(k, tuple(s.shape), s.dtype.name) for k, s in sorted(kwargs.items())]
     outputs = [TensorSpec(k, tuple(s.shape), s.dtype.name) for k, s in sorted(fn.structured_outputs.items())]
-    lm = LoadedModel(path, "savedmodel", None, fn, inputs, outputs, None, objects)
-    lm._keepalive = loaded  # the signature needs its object alive
-    return lm
+    return LoadedModel(path, "savedmodel", None, fn, inputs, outputs, None, objects, owner=loaded)

@@ -1,33 +1,43 @@
-"""``run(recipe)``: the only code path that executes work, for flags and recipe files alike."""
+"""``run(recipe)``: the only code path that executes work, for flags and recipe files alike — start reading here.
+
+    load ─► [stages] ─► convert ─► verify ─► write ─► report
+
+A ``Session`` holds what a run computes once: the model's conversions (one ``Converter`` per model),
+the original model's outputs on the evaluation samples, the output kinds and the verification of
+each converted file.  Stage measurements, the size baseline and the final verification share them.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import _tf, shapes
-from .convert import MODES, ConvertConfig, convert
-from .data import DataPlan, load_data, random_calibration
-from .errors import DataError, UsageError
-from .files import refuse_clashes, refuse_inputs, write_atomic
+from . import _tf, kinds, modes, shapes
+from .convert import ConvertConfig, ConvertResult, Converter, output_stem
+from .data import UNNAMED, DataPlan, Subset, load_data, random_calibration
+from .errors import DataError, ModelLoadError, UsageError
+from .files import check_outputs, failed_path, size_of, write_atomic
 from .models import LoadedModel, load_model, sniff
+from .modes import Mode
 from .recipe import Recipe
-from .report import Report, markdown, reports_json, size_of
-from .tflite_model import read_tflite
-from .verify import Thresholds, TFLiteRunner, verify
+from .report import DataInfo, ModelInfo, Report, Sizes, StageMeasure, reports_json
+from .tflite import TFLiteModel, is_tflite_bytes, kernel_sparsity, read
+from .verify import GateSettings, Reference, VerifyResult, verify
 
 Progress = Callable[[str], None]
 
 
+def _noop(_message: str) -> None:
+    pass
+
+
 def default_output(recipe: Recipe) -> str:
-    model = Path(recipe.model.path)
-    stem = model.name if model.is_dir() else model.stem
+    folder, stem = output_stem(recipe.model.path)
     tags = [s.kind + (f"{round(s.sparsity * 100)}" if s.kind == "prune" else "") for s in recipe.stages]
-    tag = ".".join(tags + [MODES[recipe.convert.quantize].file_tag])
-    return str(model.parent / f"{stem}.{tag}.tflite")
+    return str(folder / f"{stem}.{'.'.join(tags + [recipe.mode.file_tag])}.tflite")
 
 
 def output_path(recipe: Recipe) -> str:
@@ -35,7 +45,7 @@ def output_path(recipe: Recipe) -> str:
 
 
 def preflight(recipe: Recipe) -> None:
-    """Checks that need no TensorFlow: inputs exist, outputs are not inputs, verify has data."""
+    """Checks that need no TensorFlow, before any work: inputs exist, every output path can be written."""
     sniff(Path(recipe.model.path))
     for label, p in (("data", recipe.data.path), ("training data", recipe.data.train)):
         if p is not None and not Path(p).exists():
@@ -44,206 +54,320 @@ def preflight(recipe: Recipe) -> None:
         raise UsageError(
             "verification needs held-out data: pass --data FILE (or --no-verify to skip verification explicitly)"
         )
-    outputs = {"output": output_path(recipe), **{f"{k} report": v for k, v in _reports(recipe).items()}}
-    inputs = {"input model": recipe.model.path, "data file": recipe.data.path, "training data": recipe.data.train}
-    refuse_inputs(outputs, inputs)
-    refuse_clashes(outputs)
-    if recipe.model.custom_objects and recipe.model.custom_objects.endswith(".py"):
-        refuse_inputs(outputs, {"custom objects file": recipe.model.custom_objects})
+    check_outputs({"-o": output_path(recipe), **recipe.output_paths()}, recipe.input_paths())
 
 
-def _reports(recipe: Recipe) -> dict[str, str]:
-    o = recipe.output
-    return {k: v for k, v in (("JSON", o.report), ("Markdown", o.markdown), ("JUnit", o.junit)) if v}
+class Timings(dict):
+    """Seconds per named step, reported to ``progress`` as each step starts."""
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    @contextmanager
+    def __call__(self, name: str):
+        self.progress(name)
+        start = time.perf_counter()
+        yield
+        self[name] = round(self.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
-@contextmanager
-def _timed(timings: dict, name: str, progress: Progress):
-    progress(name)
-    start = time.perf_counter()
-    yield
-    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 4)
+class Session:
+    """What one run computes once and shares: conversions, reference outputs, kinds, verifications."""
+
+    def __init__(self, recipe: Recipe, model: LoadedModel, plan: DataPlan | None, fixed_shapes: dict):
+        self.recipe, self.original, self.plan, self.fixed_shapes = recipe, model, plan, fixed_shapes
+        self.reference: Reference | None = None
+        self.kinds: dict[str, kinds.OutputKind] = {}
+        self._converters: dict[int, Converter] = {}
+        self._verified: dict[tuple, VerifyResult] = {}
+
+    def close(self) -> None:
+        for converter in self._converters.values():
+            converter.close()
+
+    def prepare_reference(self) -> None:
+        """The original's outputs on the evaluation samples, the output kinds, and whose labels are whose."""
+        if self.reference is not None or self.plan is None:
+            return
+        self.reference = Reference.compute(self.original, self.plan.evaluation)
+        decided, labels = kinds.resolve(self.original, self.reference.outputs, self.reference.labels,
+                                        self.recipe.verify.output_kinds, str(self.plan.source))
+        if UNNAMED in self.reference.labels:
+            owner = next(name for name, value in labels.items() if value is self.reference.labels[UNNAMED])
+            self.plan.name_labels(owner)
+        self.kinds, self.reference.labels = decided, labels
+
+    def converter(self, model: LoadedModel) -> Converter:
+        key = id(model.model)
+        if key not in self._converters:
+            self._converters[key] = Converter(model)
+        return self._converters[key]
+
+    def config(self, mode: Mode) -> ConvertConfig:
+        c = self.recipe.convert
+        same = mode is self.recipe.mode
+        return ConvertConfig(mode, c.io_type if same else None, c.allow_float_fallback if same else False,
+                             c.sparse_encoding if same else False, tuple(sorted(self.fixed_shapes.items())),
+                             select_tf_ops=not self.recipe.verify.enabled)
+
+    def calibration(self, mode: Mode) -> Subset | None:
+        if not mode.needs_calibration:
+            return None
+        if self.recipe.data.calibration == "random" or self.plan is None:
+            return self._random_calibration()
+        return self.plan.calibration
+
+    def _random_calibration(self) -> Subset:
+        if not hasattr(self, "_random"):
+            self._random = random_calibration(self.original.inputs, self.recipe.data.calibration_samples,
+                                              self.recipe.seed)
+        return self._random
+
+    def gate_settings(self, mode: Mode) -> GateSettings:
+        v = self.recipe.verify
+        return GateSettings(mode, self.recipe.finetuned, v.limits(), v.threshold)
+
+    def verify(self, result: ConvertResult) -> VerifyResult:
+        key = (id(result.tflite), result.mode.name)
+        if key not in self._verified:
+            self._verified[key] = verify(result.tflite, self.reference, self.kinds, self.gate_settings(result.mode))
+        return self._verified[key]
+
+    def measure(self, keras_model, mode: Mode) -> StageMeasure:
+        """A fine-tuning stage's result, measured in a TFLite export of it (shared with the main path)."""
+        from .stages.apply import as_loaded
+
+        exported = as_loaded(self.original, keras_model)
+        result = self.converter(exported).convert(self.config(mode), self.calibration(mode))
+        measured = weights_measure(result, keras_model)
+        if self.reference is not None and len(self.reference):
+            first = self.verify(result).outputs[0].metrics
+            measured.accuracy, measured.accuracy_reference = first.get("accuracy"), first.get("accuracy_reference")
+            measured.accuracy_drop, measured.agreement = first.get("accuracy_drop"), first.get("agreement")
+        return measured
 
 
-def thresholds_for(recipe: Recipe) -> Thresholds:
-    mode = MODES[recipe.convert.quantize]
-    v = recipe.verify
-    return Thresholds(
-        max_accuracy_drop=mode.max_accuracy_drop if v.max_accuracy_drop is None else v.max_accuracy_drop,
-        min_agreement=mode.min_agreement if v.min_agreement is None else v.min_agreement,
-        min_sqnr=v.min_sqnr,
-    )
+def weights_measure(result: ConvertResult, keras_model) -> StageMeasure:
+    """Per-kernel sparsity and unique values of a converted fine-tuned model, by Keras layer name."""
+    from .stages.apply import layer_names, original_name
+
+    names = layer_names(keras_model)
+    known = set(names)
+    kernels = result.tflite.kernels(names)
+    layers = {original_name(k.layer, known): {"sparsity": round(k.sparsity, 4), "unique_values": k.unique_values,
+                                              "max_unique_per_channel": k.max_unique_per_channel, "dtype": k.dtype}
+              for k in kernels}
+    where = f"{result.mode.file_tag} TFLite export"
+    return StageMeasure(where, size_of(result.data), kernel_sparsity(kernels), layers)
 
 
 def plan_data(recipe: Recipe, model: LoadedModel) -> DataPlan | None:
     d = recipe.data
     if d.path is None:
         return None
-    return load_data(
-        d.path,
-        model.inputs,
-        model.outputs,
-        calibration_samples=d.calibration_samples,
-        eval_samples=d.eval_samples,
-        seed=recipe.seed,
-        scale=d.scale,
-        offset=d.offset,
-    )
+    return load_data(d.path, model.inputs, model.outputs, calibration_samples=d.calibration_samples,
+                     eval_samples=d.eval_samples, seed=recipe.seed, scale=d.scale, offset=d.offset)
 
 
-def run(recipe: Recipe, progress: Progress | None = None) -> Report:
-    """Load → optimize stages → convert → verify → report.  Raises TfoptError subclasses."""
-    progress = progress or (lambda _msg: None)
-    preflight(recipe)
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-    with _timed(timings, "load", progress):
+def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = False) -> Report:
+    """Load → optimize stages → convert → verify → write → report.  Raises TfoptError subclasses.
+
+    ``checked``: the caller already ran ``preflight`` (the CLI does, before it starts the worker)."""
+    progress = progress or _noop
+    if not checked:
+        preflight(recipe)
+    timings = Timings(progress)
+    with timings("load"):
         _tf.seed_everything(recipe.seed)
-        model = load_model(recipe.model.path, recipe.model.custom_objects)
-        fixed_shapes = shapes.resolve(model.inputs, recipe.model.input_shapes)
-        model.inputs = shapes.apply(model.inputs, fixed_shapes)  # data are checked against the fixed shapes
-        plan = plan_data(recipe, model)
-    stage_results: list[dict] = []
-    original = model  # verification compares against the model the user gave, not the fine-tuned one
+        original = load_model(recipe.model.path, recipe.model.custom_objects)
+        fixed = shapes.resolve(original.inputs, recipe.model.input_shapes)
+        original = original.replace(inputs=shapes.apply(original.inputs, fixed))  # data are checked against these
+        plan = plan_data(recipe, original)
+    session = Session(recipe, original, plan, fixed)
+    try:
+        return _run(recipe, session, timings, progress)
+    finally:
+        session.close()
+
+
+def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress) -> Report:
+    if recipe.verify.enabled or recipe.stages:
+        with timings("reference outputs"):
+            session.prepare_reference()
+    model, stage_results = session.original, []
     if recipe.stages:
-        from .stages import apply_stages
+        from .stages.apply import apply_stages
 
-        with _timed(timings, "fine-tune", progress):
-            model, stage_results = apply_stages(model, recipe, plan, progress)
-    calibration = None
-    if MODES[recipe.convert.quantize].needs_calibration:
-        if recipe.data.calibration == "random":
-            calibration = random_calibration(model.inputs, recipe.data.calibration_samples, recipe.seed)
-            notes.append("calibrated on synthetic random data (--calibration random): int8 ranges may be wrong")
-        else:
-            calibration = plan.calibration
-    config = ConvertConfig(
-        recipe.convert.quantize, recipe.convert.io_type, recipe.convert.allow_float_fallback, recipe.convert.sparse_encoding,
-        input_shapes=fixed_shapes, select_tf_ops=not recipe.verify.enabled,
-    )
-    with _timed(timings, f"convert {recipe.convert.quantize}", progress):
-        result = convert(model, config, calibration)
-    sizes = _sizes(recipe, model, config, result, calibration, lambda name: _timed(timings, name, progress))
-    if stage_results:
-        from .stages import layer_names, weights_summary
-
-        stage_results[-1]["exported_output"] = weights_summary(result.tflite, layer_names(model.model))
-    out = output_path(recipe)
-    write_atomic(out, result.tflite)
+        with timings("fine-tune"):
+            model, stage_results = apply_stages(session.original, recipe.stages, recipe.train, recipe.data,
+                                                recipe.seed, session.plan, session.measure, progress)
+    mode, converter = recipe.mode, session.converter(model)
+    with timings(f"convert {mode.name}"):
+        result = converter.convert(session.config(mode), session.calibration(mode))
     verification = None
     if recipe.verify.enabled:
-        with _timed(timings, "verify", progress):
-            verification = verify(result.tflite, original, plan.evaluation, thresholds_for(recipe)).to_dict()
-    if plan is not None:
-        notes = plan.notes + notes
+        with timings("verify"):
+            verification = session.verify(result)
+    sizes = _sizes(recipe, session, converter, result, timings)
+    if stage_results:
+        stage_results[-1].exported_output = weights_measure(result, model.model)
+    out, failed = _write(recipe, result, verification)
+    notes = (session.plan.notes if session.plan else []) + result.notes
+    if recipe.data.calibration == "random" and mode.needs_calibration:
+        notes.append("calibrated on synthetic random data (--calibration random): int8 ranges may be wrong")
     report = Report(
-        recipe=recipe.to_dict(),
-        model=_model_info(original),
-        mode=recipe.convert.quantize,
-        output=out,
-        data=_data_info(plan, calibration),
-        io_types=TFLiteRunner(result.tflite).io_types(),
-        sizes=sizes,
-        timings=timings,
-        verification=verification,
-        stages=stage_results,
-        notes=notes + result.notes,
+        recipe=recipe, model=model_info(session.original), mode=mode.name, output=out, failed_output=failed,
+        data=data_info(session.plan, session.calibration(mode)), io_types=result.tflite.io_types(), sizes=sizes,
+        timings=dict(timings), verification=verification, stages=stage_results, notes=notes,
         versions=_tf.versions(),
     )
     write_reports(recipe, [report])
     return report
 
 
-def _sizes(recipe: Recipe, model: LoadedModel, config: ConvertConfig, result, calibration, timed) -> dict:
-    """Bytes and gzip bytes of the input, the output and the float32 TFLite baseline (plus ratios)."""
-    sizes = {"input": size_of(Path(recipe.model.path)), "output": size_of(result.tflite)}
-    if recipe.convert.quantize == "none" and not recipe.convert.sparse_encoding:
-        sizes["float32_tflite"] = sizes["output"]
-    else:  # the plain float32 conversion (no sparse encoding) is the baseline
-        with timed("convert float32 baseline"):
-            baseline = ConvertConfig("none", input_shapes=result.input_shapes, select_tf_ops=result.select_tf_ops)
-            sizes["float32_tflite"] = size_of(convert(model, baseline).tflite)
-    sizes["output_vs_float32"] = round(sizes["output"]["bytes"] / sizes["float32_tflite"]["bytes"], 4)
-    sizes["output_vs_input_gzip"] = round(sizes["output"]["gzip_bytes"] / sizes["input"]["gzip_bytes"], 4)
-    if recipe.convert.sparse_encoding and recipe.convert.quantize == "none":
-        sizes["output_without_sparse_encoding"] = sizes["float32_tflite"]
-    elif recipe.convert.sparse_encoding:
-        with timed("convert without sparse encoding"):
-            plain = dataclasses.replace(config, sparse_encoding=False)
-            sizes["output_without_sparse_encoding"] = size_of(convert(model, plain, calibration).tflite)
+def _sizes(recipe: Recipe, session: Session, converter: Converter, result: ConvertResult, timings: Timings) -> Sizes:
+    """Bytes and gzip bytes of the input, the output and (when measuring) the float32 TFLite baseline."""
+    sizes = Sizes(input=size_of(Path(recipe.model.path)), output=size_of(result.data))
+    baseline = session.config(modes.FLOAT32)
+    if result.config == baseline:
+        sizes.float32_tflite = sizes.output
+    elif recipe.verify.enabled or recipe.stages:  # --no-verify converts only what was asked for
+        with timings("convert float32 baseline"):
+            sizes.float32_tflite = size_of(converter.convert(baseline).data)
+    if recipe.convert.sparse_encoding:
+        import dataclasses
+
+        plain = dataclasses.replace(result.config, sparse_encoding=False)
+        with timings("convert without sparse encoding"):
+            sizes.output_without_sparse_encoding = size_of(
+                converter.convert(plain, session.calibration(result.mode)).data)
     return sizes
 
 
-def verify_file(tflite_path: str, params: dict, progress: Progress | None = None) -> Report:
-    """``tfopt verify``: score an existing .tflite against its reference model on held-out data."""
-    progress = progress or (lambda _msg: None)
-    tflite = Path(tflite_path)
-    if not tflite.is_file():
-        raise DataError(f"TFLite model not found: {tflite} (expected a .tflite file)")
-    if params.get("report"):
-        refuse_inputs({"JSON report": params["report"]}, {"TFLite model": str(tflite), "reference": params["reference"],
-                                                         "data file": params["data"]})
-    timings: dict[str, float] = {}
-    with _timed(timings, "load", progress):
-        model = load_model(params["reference"], params.get("custom_objects"))
-        plan = load_data(params["data"], model.inputs, model.outputs, calibration_samples=0,
-                         eval_samples=params.get("eval_samples"))
-    defaults = MODES["int8"]
-    thresholds = Thresholds(
-        defaults.max_accuracy_drop if params.get("max_accuracy_drop") is None else params["max_accuracy_drop"],
-        defaults.min_agreement if params.get("min_agreement") is None else params["min_agreement"],
-        params.get("min_sqnr"),
-    )
-    data = tflite.read_bytes()
-    read_tflite(data, source=str(tflite))  # a clear error, naming the file, for anything that is not a .tflite
-    with _timed(timings, "verify", progress):
-        result = verify(data, model, plan.evaluation, thresholds)
-    report = Report(
-        recipe={"verify": {k: v for k, v in params.items() if v is not None}},
-        model=_model_info(model),
-        mode="verify",
-        output=str(tflite),
-        data=_data_info(plan, None),
-        io_types=TFLiteRunner(data).io_types(),
-        sizes={"input": size_of(Path(params["reference"])), "output": size_of(data)},
-        timings=timings,
-        verification=result.to_dict(),
-        notes=plan.notes,
-        versions=_tf.versions(),
-    )
-    if params.get("report"):
-        write_atomic(params["report"], report.to_json())
-    return report
+def _write(recipe: Recipe, result: ConvertResult, verification: VerifyResult | None) -> tuple[str | None, str | None]:
+    """Only a verified (or explicitly unverified) model sits at the output path; one that missed a gate
+    is written beside it as ``<stem>.failed.tflite``."""
+    out = output_path(recipe)
+    if verification is not None and not verification.passed:
+        failed = str(failed_path(out))
+        write_atomic(failed, result.data)
+        return out, failed
+    write_atomic(out, result.data)
+    return out, None
 
 
 def write_reports(recipe: Recipe, reports: list[Report]) -> None:
-    from .junit import junit_xml
-
     o = recipe.output
     if o.report:
         write_atomic(o.report, reports_json(reports))
     if o.markdown:
-        write_atomic(o.markdown, markdown(reports))
+        write_atomic(o.markdown, _markdown(reports))
     if o.junit:
-        write_atomic(o.junit, junit_xml(reports))
+        write_atomic(o.junit, _junit(reports))
 
 
-def _model_info(model: LoadedModel) -> dict:
-    return {
-        "path": str(model.path),
-        "format": model.format,
-        "keras_version": model.keras_version,
-        "inputs": [dataclasses.asdict(s) for s in model.inputs],
-        "outputs": [dataclasses.asdict(s) for s in model.outputs],
-    }
+def model_info(model: LoadedModel) -> ModelInfo:
+    return ModelInfo(str(model.path), model.format, model.keras_version, tuple(model.inputs), tuple(model.outputs))
 
 
-def _data_info(plan: DataPlan | None, calibration) -> dict:
+def data_info(plan: DataPlan | None, calibration: Subset | None) -> DataInfo:
+    n_cal = len(calibration) if calibration is not None else 0
     if plan is None:
-        return {"calibration_samples": len(calibration) if calibration is not None else 0}
-    return {
-        "source": str(plan.source),
-        "calibration_samples": len(calibration) if calibration is not None else 0,
-        "eval_samples": len(plan.evaluation),
-        "labels": plan.evaluation.has_labels,
-    }
+        return DataInfo(None, n_cal, 0, False)
+    return DataInfo(str(plan.source), n_cal, len(plan.evaluation), plan.evaluation.has_labels)
+
+
+# ------------------------------------------------------------------ tfopt verify
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    """``tfopt verify``: an existing .tflite, its reference model, held-out data and the gates."""
+
+    tflite: str
+    reference: str
+    data: str
+    custom_objects: str | None = None
+    eval_samples: int | None = None
+    limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    output_kinds: dict[str, str] = field(default_factory=dict)
+    threshold: float = 0.5
+    finetuned: bool = False  # the model was fine-tuned: gate accuracy/F1 drops, report agreement
+    report: str | None = None
+    markdown: str | None = None
+    junit: str | None = None
+
+    def outputs(self) -> dict[str, str | None]:
+        return {"--report": self.report, "--markdown": self.markdown, "--junit": self.junit}
+
+    def inputs(self) -> dict[str, str | None]:
+        return {"TFLite model": self.tflite, "reference": self.reference, "data file": self.data}
+
+
+def check_verify_job(job: VerifyJob) -> None:
+    """Before any work: the files exist, the .tflite is one, the report paths can be written."""
+    tflite = Path(job.tflite)
+    if not tflite.is_file():
+        raise DataError(f"TFLite model not found: {tflite} (expected a .tflite file)")
+    with tflite.open("rb") as fh:
+        if not is_tflite_bytes(fh.read(8)):
+            raise ModelLoadError(f"{tflite} is not a TFLite model: the flatbuffer identifier 'TFL3' is missing")
+    sniff(Path(job.reference))
+    if not Path(job.data).exists():
+        raise DataError(f"data not found: {job.data} (expected a .npz or .npy file or a folder of class sub-folders)")
+    check_outputs(job.outputs(), job.inputs())
+
+
+def verify_file(job: VerifyJob, progress: Progress | None = None, *, checked: bool = False) -> Report:
+    """Score an existing .tflite against its reference model on held-out data (the mode is read from the file)."""
+    progress = progress or _noop
+    if not checked:
+        check_verify_job(job)
+    timings = Timings(progress)
+    with timings("load"):
+        data = Path(job.tflite).read_bytes()
+        tflite = read(data, job.tflite)
+        original = load_model(job.reference, job.custom_objects)
+        plan = load_data(job.data, original.inputs, original.outputs, calibration_samples=0,
+                         eval_samples=job.eval_samples)
+    with timings("reference outputs"):
+        reference = Reference.compute(original, plan.evaluation)
+        decided, labels = kinds.resolve(original, reference.outputs, reference.labels, job.output_kinds,
+                                        str(plan.source))
+        reference.labels = labels
+    mode = detect_mode(tflite)
+    with timings("verify"):
+        result = verify(tflite, reference, decided, GateSettings(mode, job.finetuned, job.limits, job.threshold))
+    report = Report(
+        recipe=None, model=model_info(original), mode=mode.name, output=job.tflite, data=data_info(plan, None),
+        io_types=tflite.io_types(), sizes=Sizes(size_of(Path(job.reference)), size_of(data)), timings=dict(timings),
+        verification=result, notes=plan.notes + [f"gates: the defaults of {mode.name}, the mode this file was "
+                                                 "converted with (read from its tensor types)"],
+        versions=_tf.versions(), extra={"command": "verify"},
+    )
+    o = job
+    for path, text in ((o.report, lambda: reports_json([report])), (o.markdown, lambda: _markdown([report])),
+                       (o.junit, lambda: _junit([report]))):
+        if path:
+            write_atomic(path, text())
+    return report
+
+
+def detect_mode(tflite: TFLiteModel) -> Mode:
+    activations = {t.dtype for t in tflite.tensors if not t.constant and t.quantization is not None}
+    weights = {tflite.tensors[i].dtype for op in tflite.ops for i in op.inputs
+               if i >= 0 and tflite.tensors[i].constant and tflite.tensors[i].nbytes > 16}
+    return modes.detect(activations, weights)
+
+
+def _markdown(reports: list[Report]) -> str:
+    from .render.markdown import markdown
+
+    return markdown(reports)
+
+
+def _junit(reports: list[Report]) -> str:
+    from .render.junit import junit_xml
+
+    return junit_xml(reports)

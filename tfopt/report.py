@@ -1,49 +1,176 @@
-"""The ``Report`` of one run, and its renderings: JSON (versioned schema), text, Markdown.
+"""Typed results of a run — ``Report``, ``StageResult``, ``Sizes`` (``VerifyResult`` lives in verify.py).
 
-JSON schema ``tfopt.report/1`` (top-level keys; documented in README.md):
-``schema, ok, exit_code, recipe, model, data, output, mode, io_types, sizes, timings,
+They stay objects everywhere inside tfopt; ``to_dict()`` / ``to_json()`` make the JSON document at the
+edge.  Renderings (text, Markdown, JUnit) are in ``render/``.
+
+JSON schema ``tfopt.report/2`` (top-level keys; documented in README.md):
+``schema, ok, exit_code, recipe, model, data, output, failed_output, mode, io_types, sizes, timings,
 verification, stages, notes, versions``.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-SCHEMA = "tfopt.report/1"
+from .files import Size
+from .shapes import TensorSpec
+from .verify import VerifyResult
+
+SCHEMA = "tfopt.report/2"
 
 
-def size_of(data: bytes | Path) -> dict[str, int]:
-    """Bytes and gzip bytes (level 9, fixed mtime) of a file, folder or buffer."""
-    if isinstance(data, Path):
-        files = sorted(p for p in data.rglob("*") if p.is_file()) if data.is_dir() else [data]
-        data = b"".join(p.read_bytes() for p in files)
-    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0))}
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    format: str  # h5 | keras | savedmodel
+    keras_version: str | None
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "format": self.format, "keras_version": self.keras_version,
+                "inputs": [asdict(s) for s in self.inputs], "outputs": [asdict(s) for s in self.outputs]}
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    source: str | None
+    calibration_samples: int
+    eval_samples: int
+    labels: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Sizes:
+    input: Size
+    output: Size | None = None
+    float32_tflite: Size | None = None  # the plain float32 conversion: what "vs float32" compares with
+    output_without_sparse_encoding: Size | None = None
+
+    @property
+    def output_vs_float32(self) -> float | None:
+        if self.output is None or self.float32_tflite is None:
+            return None
+        return round(self.output.bytes / self.float32_tflite.bytes, 4)
+
+    @property
+    def output_vs_input_gzip(self) -> float | None:
+        if self.output is None:
+            return None
+        return round(self.output.gzip_bytes / self.input.gzip_bytes, 4)
+
+    def to_dict(self) -> dict:
+        d = {k: v.to_dict() for k, v in (("input", self.input), ("float32_tflite", self.float32_tflite),
+                                         ("output", self.output),
+                                         ("output_without_sparse_encoding", self.output_without_sparse_encoding)) if v}
+        d["output_vs_float32"], d["output_vs_input_gzip"] = self.output_vs_float32, self.output_vs_input_gzip
+        return d
+
+
+@dataclass(frozen=True)
+class SkippedLayer:
+    name: str
+    cls: str
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "class": self.cls, **({"reason": self.reason} if self.reason else {})}
+
+
+@dataclass
+class StageMeasure:
+    """A stage's result measured in a TFLite export of it (not in the Keras wrappers)."""
+
+    measured_in: str  # "float32 TFLite export" / "int8 TFLite export"
+    size: Size
+    kernel_sparsity: float
+    layers: dict[str, dict]  # layer -> sparsity, unique_values, max_unique_per_channel, dtype
+    accuracy: float | None = None
+    accuracy_reference: float | None = None
+    accuracy_drop: float | None = None
+    agreement: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("size")
+        return {"measured_in": self.measured_in, "bytes": self.size.bytes, "gzip_bytes": self.size.gzip_bytes,
+                **{k: v for k, v in d.items() if k != "measured_in"}}
+
+
+@dataclass
+class StageResult:
+    kind: str
+    settings: dict[str, Any]  # the stage's own description (target sparsity, clusters, scheme, ...)
+    target: str  # what it trained on: labels, or the original model's outputs
+    loss_function: str | list[str]
+    train_samples: int
+    batch_size: int
+    learning_rate: float
+    epochs: int
+    steps: int
+    history: dict[str, list[float]] = field(default_factory=dict)  # loss / val_loss / accuracy per epoch
+    skipped_layers: list[SkippedLayer] = field(default_factory=list)
+    own_configs: list[SkippedLayer] = field(default_factory=list)  # layers given tfopt's own QuantizeConfig
+    notes: list[str] = field(default_factory=list)
+    train_seconds: float = 0.0
+    validation_samples: int = 0
+    bridge: dict[str, Any] = field(default_factory=dict)
+    measured: StageMeasure | None = None
+    exported_output: StageMeasure | None = None  # the last stage: the written .tflite, measured the same way
+
+    @property
+    def label(self) -> str:
+        """``prune 80% (block 8x1)`` — what the stage did, in a few words."""
+        s = self.settings
+        if self.kind == "prune":
+            how = f"block {s['block']}" if s.get("block") else s.get("pattern", "unstructured")
+            return f"prune {s.get('target_sparsity', 0) * 100:g}% ({how})"
+        if self.kind == "cluster":
+            return f"cluster {s.get('clusters')} ({s.get('init')})"
+        if self.kind == "qat":
+            return s.get("scheme", "QAT")
+        return self.kind
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind, **self.settings, "target": self.target, "loss_function": self.loss_function,
+             "train_samples": self.train_samples, "validation_samples": self.validation_samples,
+             "batch_size": self.batch_size, "learning_rate": self.learning_rate, "epochs": self.epochs,
+             "steps": self.steps, "history": self.history, "train_seconds": round(self.train_seconds, 3),
+             "skipped_layers": [s.to_dict() for s in self.skipped_layers],
+             "own_quantize_configs": [s.to_dict() for s in self.own_configs], "notes": self.notes, **self.bridge}
+        if self.measured is not None:
+            d.update(self.measured.to_dict())
+        if self.exported_output is not None:
+            d["exported_output"] = self.exported_output.to_dict()
+        return d
 
 
 @dataclass
 class Report:
-    recipe: dict
-    model: dict
+    recipe: Any  # the Recipe that ran (None for `tfopt verify`)
+    model: ModelInfo
     mode: str
     output: str | None
-    data: dict = field(default_factory=dict)
+    data: DataInfo | None = None
     io_types: dict[str, str] = field(default_factory=dict)
-    sizes: dict[str, Any] = field(default_factory=dict)
+    sizes: Sizes | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    verification: dict | None = None
-    stages: list[dict] = field(default_factory=list)
+    verification: VerifyResult | None = None
+    stages: list[StageResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
-    schema: str = SCHEMA
+    failed_output: str | None = None  # a model that missed a gate is written here, never at `output`
+    extra: dict[str, Any] = field(default_factory=dict)  # sections other stages add (analysis, auto, slim)
 
     @property
     def failures(self) -> list[str]:
-        return list(self.verification["failures"]) if self.verification else []
+        return self.verification.failures if self.verification else []
 
     @property
     def ok(self) -> bool:
@@ -53,21 +180,36 @@ class Report:
     def exit_code(self) -> int:
         return 0 if self.ok else 3
 
+    @property
+    def verified(self) -> bool:
+        return self.verification is not None
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ok"], d["exit_code"] = self.ok, self.exit_code
-        return {"schema": d.pop("schema"), "ok": d.pop("ok"), "exit_code": d.pop("exit_code"), **d}
+        recipe = self.recipe.to_dict() if hasattr(self.recipe, "to_dict") else (self.recipe or {})
+        return {
+            "schema": SCHEMA, "ok": self.ok, "exit_code": self.exit_code, "recipe": recipe,
+            "model": self.model.to_dict(), "data": self.data.to_dict() if self.data else None, "output": self.output,
+            "failed_output": self.failed_output, "mode": self.mode, "io_types": self.io_types,
+            "sizes": self.sizes.to_dict() if self.sizes else {}, "timings": self.timings,
+            "verification": self.verification.to_dict() if self.verification else None,
+            "stages": [s.to_dict() for s in self.stages], "notes": self.notes, "versions": self.versions,
+            **{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.extra.items()},
+        }
 
     def to_json(self) -> str:
-        return json.dumps(finite(self.to_dict()), indent=2, allow_nan=False, default=_json_default) + "\n"
+        return dumps(self.to_dict())
 
 
-def reports_json(reports: list["Report"]) -> str:
+def dumps(doc: Any) -> str:
+    """Strict JSON (no Infinity/NaN: they become null) with a trailing newline."""
+    return json.dumps(finite(doc), indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def reports_json(reports: list[Report]) -> str:
     """One JSON document for one report, a JSON list for several."""
     if len(reports) == 1:
         return reports[0].to_json()
-    docs = [finite(r.to_dict()) for r in reports]
-    return json.dumps(docs, indent=2, allow_nan=False, default=_json_default) + "\n"
+    return dumps([r.to_dict() for r in reports])
 
 
 def finite(value: Any) -> Any:
@@ -82,132 +224,8 @@ def finite(value: Any) -> Any:
 
 
 def _json_default(o: Any) -> Any:
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
     if hasattr(o, "item"):
         return o.item()
     return str(o)
-
-
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 1024:,.1f} KiB" if n >= 1024 else f"{n} B"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.2f}%"
-
-
-def _num(x: float | None, spec: str = ".4f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def size_rows(report: Report) -> list[tuple[str, str, str, str]]:
-    rows = []
-    base = report.sizes.get("float32_tflite")
-    for key, label in (("input", "input model"), ("float32_tflite", "float32 TFLite"), ("output", "output")):
-        s = report.sizes.get(key)
-        if s:
-            ratio = f"{s['bytes'] / base['bytes']:.3f}x" if base else "-"
-            rows.append((label, _fmt_bytes(s["bytes"]), _fmt_bytes(s["gzip_bytes"]), ratio))
-    return rows
-
-
-def metric_rows(report: Report) -> list[tuple[str, ...]]:
-    if not report.verification:
-        return []
-    rows = []
-    for m in report.verification["outputs"]:
-        rows.append(
-            (
-                m["name"],
-                _pct(m["accuracy_reference"]),
-                _pct(m["accuracy_tflite"]),
-                "-" if m["accuracy_drop"] is None else f"{m['accuracy_drop'] * 100:+.2f}",
-                _pct(m["agreement"]),
-                _num(m["max_abs_error"]),
-                _num(m["cosine"], ".5f"),
-                _num(m["sqnr_db"], ".1f"),
-            )
-        )
-    return rows
-
-
-STAGE_HEADER = ("stage", "scheme", "target", "epochs", "sparsity", "max unique/kernel", "gzip", "accuracy", "agreement")
-
-
-def stage_rows(report: Report) -> list[tuple[str, ...]]:
-    rows = []
-    for s in report.stages:
-        layers = s.get("layers") or {}
-        unique = max((v.get("unique_values", 0) for v in layers.values()), default=None)
-        rows.append(
-            (
-                s.get("kind", "?"),
-                s.get("scheme") or s.get("pattern") or s.get("init") or "-",
-                s.get("target", "-"),
-                str(s.get("epochs", "-")),
-                _pct(s.get("kernel_sparsity")),
-                "-" if unique is None else str(unique),
-                _fmt_bytes(s["gzip_bytes"]) if "gzip_bytes" in s else "-",
-                _pct(s.get("accuracy")),
-                _pct(s.get("agreement")),
-            )
-        )
-    return rows
-
-
-METRIC_HEADER = ("output", "acc (ref)", "acc (tflite)", "drop (pts)", "agreement", "max |err|", "cosine", "SQNR dB")
-SIZE_HEADER = ("model", "size", "gzip", "vs float32")
-
-
-def _table(header: tuple, rows: list[tuple]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return [line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
-
-
-def summary(report: Report) -> str:
-    """Human summary for stderr."""
-    out = [f"tfopt: {report.model.get('path')} -> {report.output or '(not written)'}  [{report.mode}]"]
-    if report.io_types:
-        out.append("io types: " + ", ".join(f"{k}={v}" for k, v in report.io_types.items()))
-    out += [""] + _table(SIZE_HEADER, size_rows(report))
-    if report.verification:
-        v = report.verification
-        out += ["", f"verification on {v['samples']} samples:"] + _table(METRIC_HEADER, metric_rows(report))
-    if report.stages:
-        out += ["", "fine-tuning stages (measured in their TFLite export):"] + _table(STAGE_HEADER, stage_rows(report))
-        for stage in report.stages:
-            if stage.get("skipped_layers"):
-                out.append(f"  {stage.get('kind')}: skipped layers {stage['skipped_layers']}")
-    out.append("")
-    out.append("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items()))
-    for note in report.notes:
-        out.append(f"note: {note}")
-    if report.verification is None:
-        out.append("verification: skipped (--no-verify)")
-    elif report.ok:
-        out.append("verification: PASSED")
-    else:
-        out += ["verification: FAILED"] + [f"  - {f}" for f in report.failures]
-    return "\n".join(out)
-
-
-def markdown(reports: list[Report]) -> str:
-    """A Markdown summary (CI job summaries, PR comments) of one or more runs."""
-    out = ["# tfopt report", ""]
-    for r in reports:
-        status = "✅ passed" if r.ok else ("⚠️ not verified" if r.verification is None else "❌ failed")
-        out += [f"## `{Path(r.output).name if r.output else r.model.get('path')}` — {r.mode} — {status}", ""]
-        out += _md_table(SIZE_HEADER, size_rows(r))
-        if r.verification:
-            out += ["", f"Verified on {r.verification['samples']} samples.", ""]
-            out += _md_table(METRIC_HEADER, metric_rows(r))
-        if r.failures:
-            out += [""] + [f"- **{f}**" for f in r.failures]
-        out.append("")
-    return "\n".join(out)
-
-
-def _md_table(header: tuple, rows: list[tuple]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(str(c) for c in row) + " |" for row in rows
-    ]

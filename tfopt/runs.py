@@ -1,28 +1,31 @@
 """Several recipes in one ``tfopt run``: outcomes, the exit code, the summary table and combined reports.
 
-Nothing here imports TensorFlow or prints: ``cli.py`` runs each recipe in a worker and hands the
+Nothing here imports TensorFlow or prints: the CLI runs each recipe in a worker and hands the
 outcomes here for formatting.
 
 JSON schema ``tfopt.run/1`` (``tfopt run --json`` and ``tfopt run --report FILE``)::
 
     {"schema": "tfopt.run/1", "ok": bool, "exit_code": int,
      "runs": [{"recipe": NAME, "ok": bool, "exit_code": int, "error": str | null,
-               "report": <tfopt.report/1 document> | null}, ...]}
+               "report": <tfopt.report/2 document> | null}, ...]}
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RecipeError, UsageError
-from .report import Report, _fmt_bytes, _json_default, _md_table, _table, finite, markdown
+from .files import refuse_inputs, same_path, write_atomic
+from .render.junit import junit_xml
+from .render.markdown import cell, report_section, table
+from .render.tables import fmt_bytes, text_table
+from .report import Report, dumps
 
 RUN_SCHEMA = "tfopt.run/1"
 
-# exit code -> severity: a usage error beats a runtime error beats a missed threshold beats success
-SEVERITY = {0: 0, 3: 1, 1: 2, 2: 3}
+# exit code -> severity: a usage error beats an interrupt beats a runtime error beats a missed gate beats success
+SEVERITY = {0: 0, 3: 1, 1: 2, 130: 3, 2: 4}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Outcome:
 
 
 def worst_exit_code(codes: list[int]) -> int:
-    """The most severe exit code (2 usage > 1 error > 3 missed threshold > 0 ok)."""
+    """The most severe exit code (2 usage > 130 interrupted > 1 error > 3 missed gate > 0 ok)."""
     return max(codes, key=lambda c: SEVERITY.get(c, 2), default=0)
 
 
@@ -62,7 +65,7 @@ def recipe_label(name: str) -> str:
     return p.stem if p.suffix in (".toml", ".json") else name
 
 
-SUMMARY_HEADER = ("recipe", "mode", "status", "size", "gzip", "vs float32", "acc drop (pts)", "exit")
+SUMMARY_HEADER = ("recipe", "mode", "status", "size", "gzip", "vs float32", "gates", "exit")
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[tuple[str, ...]]:
@@ -72,28 +75,20 @@ def summary_rows(outcomes: list[Outcome]) -> list[tuple[str, ...]]:
         if r is None:
             rows.append((o.name, "-", o.status, "-", "-", "-", "-", str(o.exit_code)))
             continue
-        out = r.sizes.get("output", {})
-        base = r.sizes.get("float32_tflite")
-        ratio = out["bytes"] / base["bytes"] if out and base else None
-        drops = [m.get("accuracy_drop") for m in (r.verification or {}).get("outputs", [])]
-        drops = [d for d in drops if d is not None]
-        rows.append((
-            o.name,
-            r.mode,
-            o.status,
-            _fmt_bytes(out["bytes"]) if out else "-",
-            _fmt_bytes(out["gzip_bytes"]) if out else "-",
-            f"{ratio:.3f}x" if ratio is not None else "-",
-            f"{max(drops) * 100:+.2f}" if drops else "-",
-            str(o.exit_code),
-        ))  # fmt: skip
+        out, ratio = r.sizes.output if r.sizes else None, r.sizes.output_vs_float32 if r.sizes else None
+        v = r.verification
+        gates = "-" if v is None else f"{v.gates_evaluated - len(v.failures)}/{v.gates_evaluated} passed"
+        rows.append((o.name, r.mode, o.status, fmt_bytes(out.bytes) if out else "-",
+                     fmt_bytes(out.gzip_bytes) if out else "-", f"{ratio:.3f}x" if ratio is not None else "-",
+                     gates, str(o.exit_code)))
     return rows
 
 
 def summary(outcomes: list[Outcome]) -> str:
     """The table printed (to stderr) after all recipes ran, with the errors spelled out."""
-    lines = ["", f"summary of {len(outcomes)} recipes (exit {worst_exit_code([o.exit_code for o in outcomes])}):"]
-    lines += ["  " + line for line in _table(SUMMARY_HEADER, summary_rows(outcomes))]
+    n = len(outcomes)
+    lines = ["", f"summary of {n} recipe{'s' if n != 1 else ''} (exit {worst_exit_code([o.exit_code for o in outcomes])}):"]
+    lines += ["  " + line for line in text_table(SUMMARY_HEADER, summary_rows(outcomes))]
     for o in outcomes:
         if o.error:
             lines.append(f"  {o.name}: Error: {o.error}")
@@ -108,45 +103,35 @@ def run_document(outcomes: list[Outcome]) -> dict:
         "schema": RUN_SCHEMA,
         "ok": all(c == 0 for c in codes),
         "exit_code": worst_exit_code(codes),
-        "runs": [
-            {
-                "recipe": o.name,
-                "ok": o.ok,
-                "exit_code": o.exit_code,
-                "error": o.error,
-                "report": o.report.to_dict() if o.report is not None else None,
-            }
-            for o in outcomes
-        ],
+        "runs": [{"recipe": o.name, "ok": o.ok, "exit_code": o.exit_code, "error": o.error,
+                  "report": o.report.to_dict() if o.report is not None else None} for o in outcomes],
     }
 
 
 def run_json(outcomes: list[Outcome]) -> str:
-    return json.dumps(finite(run_document(outcomes)), indent=2, default=_json_default, allow_nan=False) + "\n"
+    return dumps(run_document(outcomes))
 
 
 def run_markdown(outcomes: list[Outcome]) -> str:
     """One Markdown document: a summary table of every recipe, then each report's tables."""
     failed = sum(not o.ok for o in outcomes)
     verdict = "✅ all passed" if not failed else f"❌ {failed} of {len(outcomes)} did not pass"
-    out = [f"# tfopt run — {verdict}", ""] + _md_table(SUMMARY_HEADER, summary_rows(outcomes)) + [""]
-    out += [f"- **{o.name}**: Error: {o.error}" for o in outcomes if o.error]
-    reports = [o.report for o in outcomes if o.report is not None]
-    if reports:
-        body = markdown(reports).splitlines()
-        out += [("#" + ln if ln.startswith("## ") else ln) for ln in body if not ln.startswith("# ")]
+    out = [f"# tfopt run — {verdict}", ""] + table(SUMMARY_HEADER, summary_rows(outcomes)) + [""]
+    out += [f"- **{cell(o.name)}**: Error: {cell(o.error)}" for o in outcomes if o.error]
+    for o in outcomes:
+        if o.report is not None:
+            out += [""] + report_section(o.report, level=3)
     return "\n".join(out).rstrip() + "\n"
 
 
 def load_all(names: tuple[str, ...], overrides: list[str]) -> list:
     """Every recipe validated before any runs; all problems of all recipes in one error."""
-    from .recipe import load_recipe
-    from .recipes import find
+    from .recipe.templates import load
 
     loaded, problems = [], []
     for name in names:
         try:
-            loaded.append(load_recipe(find(name), overrides))
+            loaded.append(load(name, overrides))
         except RecipeError as e:
             problems.extend(e.problems or [str(e)])
     if problems:
@@ -156,7 +141,6 @@ def load_all(names: tuple[str, ...], overrides: list[str]) -> list:
 
 def refuse_clashes(named: list, combined: dict[str, Path | None]) -> None:
     """Two recipes writing the same .tflite, or a combined report over an input, are usage errors."""
-    from .files import refuse_inputs, same_path
     from .pipeline import output_path
 
     seen: dict[str, str] = {}
@@ -166,15 +150,12 @@ def refuse_clashes(named: list, combined: dict[str, Path | None]) -> None:
         if clash:
             raise UsageError(f"recipes {clash} and {name} both write {out}", "set output.tflite in one of them")
         seen[out] = name
-        inputs = {"input model": recipe.model.path, "data file": recipe.data.path, "training data": recipe.data.train}
-        refuse_inputs({f"--{k} file": str(v) for k, v in combined.items() if v}, {**inputs, f"output of {name}": out})
+        refuse_inputs({f"--{k}": str(v) for k, v in combined.items() if v},
+                      {**recipe.input_paths(), f"output of {name}": out})
 
 
 def write_run_reports(outcomes: list[Outcome], report: Path | None, md: Path | None, junit: Path | None) -> None:
     """``tfopt run --report/--markdown/--junit``: one file each covering every recipe."""
-    from .files import write_atomic
-    from .junit import junit_xml
-
     if report:
         write_atomic(report, run_json(outcomes))
     if md:

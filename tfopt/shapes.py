@@ -1,4 +1,4 @@
-"""Static input shapes for models with dynamic dimensions (``--input-shape [NAME=]d0,d1,...``).
+"""Input/output specs (``TensorSpec``) and static input shapes (``--input-shape [NAME=]d0,d1,...``).
 
 A shape is the FULL shape, batch first (``seq=1,20,8``); ``-1`` keeps the batch dimension
 dynamic.  An unnamed shape (``--input-shape 1,20,8``) is stored under ``"*"`` and applies to
@@ -7,8 +7,23 @@ a single-input model.  No TensorFlow here: the CLI parses flags with it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import UsageError
-from .models import TensorSpec
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output: its name, shape (None = dynamic) and dtype name."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype.startswith(("int", "uint"))
+
 
 ANY_INPUT = "*"
 FLAG = "--input-shape"

@@ -8,7 +8,6 @@ stderr — TensorFlow's native log noise — goes to a log file that ``--debug``
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import re
@@ -19,7 +18,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConversionError, TfoptError
+from . import _tf
+from .errors import ConversionError, Interrupted, TfoptError
+
+STOP_GRACE_SECONDS = 5  # after an interrupt the worker gets this long to clean up (temp files) before SIGKILL
 
 CONVERTER_CRASH_HINT = (
     "try another mode (e.g. --quantize dynamic) or --allow-float-fallback; run with --debug for the native log"
@@ -33,24 +35,32 @@ def describe_stage(stage: str | None) -> str:
         return "converting to float32 (the size baseline)"
     if stage.startswith("convert "):
         return f"converting to {stage.split(' ', 1)[1]}"
-    return {"load": "loading the model and data", "verify": "verifying", "fine-tune": "fine-tuning"}.get(stage, stage)
+    return {"load": "loading the model and data", "verify": "verifying", "fine-tune": "fine-tuning",
+            "reference outputs": "running the original model on the evaluation data"}.get(stage, stage)
 
 
 class WorkerCrashed(ConversionError):
     """The child died from a signal (or exited without a result)."""
 
 
-def _child(conn, target: str, args: tuple, log_path: str | None, scratch: str) -> None:
+def _terminate(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+def _child(conn, fn: Callable, args: tuple, kwargs: dict, log_path: str | None, scratch: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: it sends SIGTERM to stop us
+    signal.signal(signal.SIGTERM, _terminate)  # ... which unwinds Python, so atomic writes clean up
     os.environ["TMPDIR"] = tempfile.tempdir = scratch  # the parent removes it even if this process crashes
     if log_path:
+        os.environ[_tf.NATIVE_LOG_ENV] = log_path
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 2)
         os.dup2(fd, 1)
         os.close(fd)
-    module, _, name = target.partition(":")
+    else:
+        os.environ[_tf.DEBUG_ENV] = "1"
     try:
-        fn = getattr(importlib.import_module(module), name)
-        result = fn(*args, progress=lambda message: conn.send(("progress", message)))
+        result = fn(*args, **kwargs, progress=lambda message: conn.send(("progress", message)))
         conn.send(("result", result))
     except TfoptError as e:
         conn.send(("error", e))
@@ -61,15 +71,19 @@ def _child(conn, target: str, args: tuple, log_path: str | None, scratch: str) -
 
 
 def run_isolated(
-    target: str, args: tuple = (), progress: Callable[[str], None] | None = None, debug: bool = False
+    fn: Callable, args: tuple = (), kwargs: dict | None = None, progress: Callable[[str], None] | None = None,
+    debug: bool = False,
 ) -> Any:
-    """Call ``module:function(*args, progress=...)`` in a fresh process and return its result."""
+    """Call ``fn(*args, **kwargs, progress=...)`` in a fresh process and return its result.
+
+    ``fn`` is a module-level function (spawn pickles it by reference).  Ctrl-C stops the worker
+    (SIGTERM, then SIGKILL after a grace period) and raises ``Interrupted`` (exit 130)."""
     progress = progress or (lambda _m: None)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     scratch = tempfile.mkdtemp(prefix="tfopt-worker-")  # the worker's TMPDIR: no leftovers after a crash
     log_path = None if debug else os.path.join(scratch, "native.log")
-    proc = ctx.Process(target=_child, args=(child, target, args, log_path, scratch), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs or {}, log_path, scratch), daemon=True)
     stage: str | None = None
     try:
         proc.start()
@@ -90,12 +104,26 @@ def run_isolated(
                 raise RuntimeError(f"{payload[0]}\n--- worker traceback ---\n{payload[1]}")
         proc.join()
         raise _crash(proc.exitcode, stage, log_path)
+    except KeyboardInterrupt:
+        _stop(proc)
+        raise Interrupted("interrupted: nothing written") from None
     finally:
         parent.close()
         if proc.is_alive():
-            proc.kill()
-        proc.join(timeout=5)
+            _stop(proc)
+        proc.join(timeout=STOP_GRACE_SECONDS)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stop(proc) -> None:
+    """SIGTERM (the worker unwinds and cleans up), then SIGKILL if it does not end in time."""
+    if proc.pid is None or not proc.is_alive():
+        return
+    proc.terminate()
+    proc.join(timeout=STOP_GRACE_SECONDS)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(timeout=STOP_GRACE_SECONDS)
 
 
 def _crash(exitcode: int | None, stage: str | None, log_path: str | None) -> WorkerCrashed:

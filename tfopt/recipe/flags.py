@@ -1,0 +1,157 @@
+"""``tfopt convert`` flags → a ``Recipe`` (the same one a recipe file gives); errors name the flag.
+
+``FLAGS`` maps every flag parameter to its recipe field (tests check that every field has a flag and
+vice versa).  Stage settings are ``stages[KIND].FIELD``; ``stages[KIND]`` is a flag that only adds a
+stage.  No click here: the CLI hands over its parsed values.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import RecipeError, UsageError
+from ..kinds import parse_overrides
+from ..shapes import parse_flags as parse_shape_flags
+from .schema import PATH_FIELDS, STAGE_ORDER, STAGES, Recipe, from_dict, is_path
+
+FLAGS = {
+    "model": "model.path",
+    "custom_objects": "model.custom_objects",
+    "input_shape": "model.input_shapes",
+    "data": "data.path",
+    "train_data": "data.train",
+    "calibration": "data.calibration",
+    "calibration_samples": "data.calibration_samples",
+    "eval_samples": "data.eval_samples",
+    "scale": "data.scale",
+    "offset": "data.offset",
+    "quantize": "convert.quantize",
+    "io_type": "convert.io_type",
+    "allow_float_fallback": "convert.allow_float_fallback",
+    "sparse_encoding": "convert.sparse_encoding",
+    "prune": "stages[prune].sparsity",
+    "prune_schedule": "stages[prune].schedule",
+    "prune_pattern": "stages[prune].pattern",
+    "prune_block": "stages[prune].block",
+    "cluster": "stages[cluster].clusters",
+    "cluster_init": "stages[cluster].init",
+    "qat": "stages[qat]",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "learning_rate": "train.learning_rate",
+    "loss": "train.loss",
+    "strategy": "train.strategy",
+    "skip_unsupported": "train.skip_unsupported",
+    "verify": "verify.enabled",
+    "max_accuracy_drop": "verify.max_accuracy_drop",
+    "min_agreement": "verify.min_agreement",
+    "max_f1_drop": "verify.max_f1_drop",
+    "min_sqnr": "verify.min_sqnr",
+    "min_cosine": "verify.min_cosine",
+    "threshold": "verify.threshold",
+    "output_kind": "verify.output_kinds",
+    "output": "output.tflite",
+    "report": "output.report",
+    "markdown": "output.markdown",
+    "junit": "output.junit",
+    "seed": "seed",
+}
+LIMIT_FLAGS = ("max_accuracy_drop", "min_agreement", "max_f1_drop", "min_sqnr", "min_cosine")
+# how a flag states its range in errors (the recipe field's own words otherwise)
+FLAG_EXPECTS = {"prune": "a fraction 0 <= x < 1 (0.8 = 80 % of the weights zero)"}
+
+
+def flag_name(param: str) -> str:
+    return "--" + param.replace("_", "-")
+
+
+def parse_limit(values: tuple[str, ...] | list[str] | None, flag: str) -> float | dict[str, float] | None:
+    """``0.97`` (every output) or ``probs=0.99`` (one output), repeatable → a number or a table."""
+    if not values:
+        return None
+    table: dict[str, float] = {}
+    for text in values:
+        name, sep, number = str(text).rpartition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            raise UsageError(f"{flag} {text!r}: expected a number or NAME=NUMBER (e.g. {flag} probs=0.99)") from None
+        table[name.strip() if sep else "*"] = value
+    return table["*"] if list(table) == ["*"] else table
+
+
+def to_raw(params: dict[str, Any]) -> dict:
+    """Flags → the nested dict a recipe file holds (absolute paths; stages in their fixed order)."""
+    raw: dict = {}
+    stages: dict[str, dict] = {}
+    for param, path in FLAGS.items():
+        value = _flag_value(param, params.get(param))
+        if value is None or (value is False and path.startswith("stages[")):
+            continue
+        if path in PATH_FIELDS and is_path(path, str(value)):
+            value = str(Path(value).resolve())
+        if path.startswith("stages["):
+            kind, _, leaf = path.removeprefix("stages[").partition("]")
+            stage = stages.setdefault(kind, {"kind": kind})
+            if leaf:
+                stage[leaf.lstrip(".")] = value
+            continue
+        node = raw
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    for kind in stages:
+        if params.get(kind) in (None, False):
+            flags = [flag_name(k) for k, v in FLAGS.items() if v.startswith(f"stages[{kind}].")
+                     and params.get(k) is not None]
+            raise UsageError(f"{', '.join(flags)} needs --{kind}")
+    if stages:
+        raw["stages"] = [stages[k] for k in STAGE_ORDER if k in stages]
+    return raw
+
+
+def _flag_value(param: str, value: Any) -> Any:
+    if param in LIMIT_FLAGS:
+        return parse_limit(value, flag_name(param))
+    if param == "output_kind":
+        return parse_overrides(value) or None
+    if param == "input_shape":
+        return parse_shape_flags(value) if value and not isinstance(value, dict) else (value or None)
+    if isinstance(value, tuple) and not value:
+        return None
+    return value
+
+
+def recipe_from_flags(params: dict[str, Any]) -> Recipe:
+    """The Recipe for a command line; a problem names the flag, not the recipe field."""
+    raw = to_raw(params)
+    try:
+        return from_dict(raw, source="command line")
+    except RecipeError as e:
+        problems = [_as_flag(p, raw) for p in e.problems]
+        raise RecipeError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems) from None
+
+
+def _as_flag(problem: str, raw: dict) -> str:
+    """``command line: stages[0].sparsity: got 1.5, ...`` → ``--prune: got 1.5, expected a fraction ...``."""
+    text = problem.removeprefix("command line: ")
+    field_path, sep, rest = text.partition(": ")
+    m = re.fullmatch(r"stages\[(\d+)\]\.(\w+)", field_path)
+    if m and int(m.group(1)) < len(raw.get("stages", [])):
+        field_path = f"stages[{raw['stages'][int(m.group(1))]['kind']}].{m.group(2)}"
+    base = re.sub(r"^(verify\.\w+)\..*$", r"\1", field_path)
+    param = next((k for k, v in FLAGS.items() if v in (field_path, base)), None)
+    if param is None or not sep:
+        return text
+    if param in FLAG_EXPECTS and re.search(r"expected [-\d.]+ <=? x|expected x <", rest):
+        rest = rest.split("expected")[0] + "expected " + FLAG_EXPECTS[param]
+    return f"{flag_name(param)}: {rest}"
+
+
+def stage_flags() -> dict[str, list[str]]:
+    """kind -> its flags (for help texts and tests)."""
+    return {kind: [flag_name(k) for k, v in FLAGS.items() if v.startswith(f"stages[{kind}]")] for kind in STAGES}
+

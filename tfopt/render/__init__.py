@@ -1,0 +1,1 @@
+"""Renderings of results: text for the terminal, Markdown for CI summaries, JUnit XML (and HTML)."""

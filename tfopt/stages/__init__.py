@@ -1,0 +1,51 @@
+"""Fine-tuning stages: one registry keyed by ``StageKind`` (config dataclass + implementation module).
+
+A stage module provides ``unsupported_reason(layer, config)``, ``wrap_layer(layer, config, steps,
+previous)``, ``callbacks(config)``, ``strip(model)``, ``describe(config, previous)`` and optionally
+``finish(model, previous)``; ``apply.py`` runs them in the fixed order with the shared fine-tuning loop
+(``finetune.py``) on the tf_keras model the bridge (``bridge.py``) gives.  Adding a stage = a config
+dataclass in ``recipe/schema.py`` + a module here + one row below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from .. import modes
+from ..errors import TfoptError
+from ..modes import Mode
+from ..recipe.schema import STAGE_ORDER, ClusterStage, PruneStage, QatStage, StageKind
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    kind: StageKind
+    config: type
+    module: str  # tfopt.stages.<module> implements the stage
+    verb: str  # for messages: "TF-MOT cannot <verb> ..."
+    measure_mode: Mode  # the TFLite export each stage is measured in
+    wraps_weightless: bool  # wrap layers without weights too (quantization needs their activations)
+
+
+REGISTRY: dict[StageKind, StageSpec] = {
+    s.kind: s
+    for s in (
+        StageSpec(StageKind.PRUNE, PruneStage, "prune", "prune", modes.FLOAT32, False),
+        StageSpec(StageKind.CLUSTER, ClusterStage, "cluster", "cluster", modes.FLOAT32, False),
+        StageSpec(StageKind.QAT, QatStage, "qat", "quantize (QAT)", modes.INT8, True),
+    )
+}
+assert tuple(REGISTRY) == STAGE_ORDER
+
+
+def spec(kind: str) -> StageSpec:
+    try:
+        return REGISTRY[StageKind(kind)]
+    except ValueError:
+        raise TfoptError(f"unknown stage {kind!r}: expected one of {', '.join(STAGE_ORDER)}") from None
+
+
+def implementation(kind: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{spec(kind).module}")
