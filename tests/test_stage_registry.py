@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tfopt.errors import TfoptError
-from tfopt.modes import MODES
 from tfopt.recipe.schema import STAGE_ORDER, STAGES, StageKind
 from tfopt.stages import REGISTRY, implementation, spec
 
@@ -19,9 +18,8 @@ def test_the_registry_is_keyed_by_the_enum_in_the_run_order():
         assert all(callable(getattr(implementation(kind), name)) for name in INTERFACE), kind
 
 
-def test_each_stage_is_measured_in_its_mode():
-    assert spec("prune").measure_mode is MODES["none"] and spec("qat").measure_mode is MODES["int8"]
-    assert spec("qat").wraps_weightless and not spec("prune").wraps_weightless
+def test_quantization_wraps_layers_without_weights_too():
+    assert spec("qat").wraps_weightless and not spec("prune").wraps_weightless and not spec("cluster").wraps_weightless
 
 
 def test_an_unknown_stage_lists_the_known_ones():

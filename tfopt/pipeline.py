@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+
+import numpy as np
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +27,8 @@ from .modes import Mode
 from .recipe import Recipe
 from .report import DataInfo, ModelInfo, Report, Sizes, StageMeasure, reports_json
 from .tflite import TFLiteModel, is_tflite_bytes, kernel_sparsity, read
-from .verify import GateSettings, Reference, VerifyResult, verify
+from .tflite.reader import array_stats
+from .verify import GateSettings, Reference, VerifyResult, output_metrics, verify
 
 Progress = Callable[[str], None]
 
@@ -134,18 +137,31 @@ class Session:
             self._verified[key] = verify(result.tflite, self.reference, self.kinds, self.gate_settings(result.mode))
         return self._verified[key]
 
-    def measure(self, keras_model, mode: Mode) -> StageMeasure:
-        """A fine-tuning stage's result, measured in a TFLite export of it (shared with the main path)."""
+    def measure(self, keras_model, last: bool) -> StageMeasure:
+        """A fine-tuning stage's result: the last stage in the run's own conversion (made once, shared with the
+        output); an earlier one in its stripped Keras weights and outputs (what a float32 export holds)."""
         from .stages.apply import as_loaded
 
         exported = as_loaded(self.original, keras_model)
-        result = self.converter(exported).convert(self.config(mode), self.calibration(mode))
-        measured = weights_measure(result, keras_model)
-        if self.reference is not None and len(self.reference):
-            first = self.verify(result).outputs[0].metrics
-            measured.accuracy, measured.accuracy_reference = first.get("accuracy"), first.get("accuracy_reference")
-            measured.accuracy_drop, measured.agreement = first.get("accuracy_drop"), first.get("agreement")
+        if last:
+            mode = self.recipe.mode
+            result = self.converter(exported).convert(self.config(mode), self.calibration(mode))
+            measured = weights_measure(result, keras_model)
+            first = self.verify(result).outputs[0].metrics if self.reference is not None else {}
+        else:
+            measured = keras_measure(keras_model)
+            first = self._keras_metrics(exported)
+        measured.accuracy, measured.accuracy_reference = first.get("accuracy"), first.get("accuracy_reference")
+        measured.accuracy_drop, measured.agreement = first.get("accuracy_drop"), first.get("agreement")
         return measured
+
+    def _keras_metrics(self, model: LoadedModel) -> dict:
+        if self.reference is None or not len(self.reference):
+            return {}
+        first = self.original.outputs[0].name
+        x, _ = self.reference.subset.all()
+        out = model.predict(x)[first]
+        return output_metrics(self.reference.outputs[first], out, self.reference.labels.get(first), self.kinds[first])
 
 
 def weights_measure(result: ConvertResult, keras_model) -> StageMeasure:
@@ -160,6 +176,26 @@ def weights_measure(result: ConvertResult, keras_model) -> StageMeasure:
               for k in kernels}
     where = f"{result.mode.file_tag} TFLite export"
     return StageMeasure(where, size_of(result.data), kernel_sparsity(kernels), layers)
+
+
+KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel")
+
+
+def keras_measure(keras_model) -> StageMeasure:
+    """Per-kernel sparsity and unique values of a stripped tf_keras model (the float32 export stores the same)."""
+    from .stages.apply import original_name
+
+    known = {layer.name for layer in keras_model.layers}
+    kernels = []
+    for layer in keras_model.layers:
+        inner = getattr(layer, "layer", layer)
+        for attr in KERNEL_ATTRIBUTES:
+            weight = getattr(inner, attr, None)
+            if weight is not None:
+                kernels.append(array_stats(original_name(layer.name, known), np.asarray(weight.numpy())))
+    layers = {k.name: {"sparsity": round(k.sparsity, 4), "unique_values": k.unique_values,
+                       "max_unique_per_channel": k.max_unique_per_channel, "dtype": k.dtype} for k in kernels}
+    return StageMeasure("stripped Keras weights (float32)", None, kernel_sparsity(kernels), layers)
 
 
 def plan_data(recipe: Recipe, model: LoadedModel) -> DataPlan | None:
@@ -227,14 +263,15 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress)
 
 
 def _sizes(recipe: Recipe, session: Session, converter: Converter, result: ConvertResult, timings: Timings) -> Sizes:
-    """Bytes and gzip bytes of the input, the output and (when measuring) the float32 TFLite baseline."""
+    """Bytes and gzip bytes of the input, the output and (when measuring) the float32 TFLite baseline:
+    the plain float32 conversion of the user's model, what they would ship without tfopt."""
     sizes = Sizes(input=size_of(Path(recipe.model.path)), output=size_of(result.data))
     baseline = session.config(modes.FLOAT32)
-    if result.config == baseline:
+    if result.config == baseline and not recipe.stages:
         sizes.float32_tflite = sizes.output
     elif recipe.verify.enabled or recipe.stages:  # --no-verify converts only what was asked for
         with timings("convert float32 baseline"):
-            sizes.float32_tflite = size_of(converter.convert(baseline).data)
+            sizes.float32_tflite = size_of(session.converter(session.original).convert(baseline).data)
     if recipe.convert.sparse_encoding:
         import dataclasses
 

@@ -87,8 +87,8 @@ class SkippedLayer:
 class StageMeasure:
     """A stage's result measured in a TFLite export of it (not in the Keras wrappers)."""
 
-    measured_in: str  # "float32 TFLite export" / "int8 TFLite export"
-    size: Size
+    measured_in: str  # "int8 TFLite export" (the last stage) / "stripped Keras weights (float32)"
+    size: Size | None  # of the export (None for a stage measured in its Keras weights)
     kernel_sparsity: float
     layers: dict[str, dict]  # layer -> sparsity, unique_values, max_unique_per_channel, dtype
     accuracy: float | None = None
@@ -99,8 +99,8 @@ class StageMeasure:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("size")
-        return {"measured_in": self.measured_in, "bytes": self.size.bytes, "gzip_bytes": self.size.gzip_bytes,
-                **{k: v for k, v in d.items() if k != "measured_in"}}
+        size = {"bytes": self.size.bytes, "gzip_bytes": self.size.gzip_bytes} if self.size else {}
+        return {"measured_in": self.measured_in, **size, **{k: v for k, v in d.items() if k != "measured_in"}}
 
 
 @dataclass

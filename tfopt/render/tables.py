@@ -96,7 +96,7 @@ def stage_rows(report: Report) -> list[tuple[str, ...]]:
         unique = max((v.get("unique_values", 0) for v in m.layers.values()), default=None) if m else None
         rows.append((s.label, "labels" if s.target == "labels" else "distillation", str(s.epochs), str(s.steps),
                      pct(m.kernel_sparsity) if m else "-", "-" if unique is None else str(unique),
-                     fmt_bytes(m.size.gzip_bytes) if m else "-", pct(m.accuracy) if m else "-",
+                     fmt_bytes(m.size.gzip_bytes) if m and m.size else "-", pct(m.accuracy) if m else "-",
                      pct(m.agreement) if m else "-"))
     return rows
 

@@ -13,9 +13,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from .. import modes
 from ..errors import TfoptError
-from ..modes import Mode
 from ..recipe.schema import STAGE_ORDER, ClusterStage, PruneStage, QatStage, StageKind
 
 
@@ -25,16 +23,15 @@ class StageSpec:
     config: type
     module: str  # tfopt.stages.<module> implements the stage
     verb: str  # for messages: "TF-MOT cannot <verb> ..."
-    measure_mode: Mode  # the TFLite export each stage is measured in
     wraps_weightless: bool  # wrap layers without weights too (quantization needs their activations)
 
 
 REGISTRY: dict[StageKind, StageSpec] = {
     s.kind: s
     for s in (
-        StageSpec(StageKind.PRUNE, PruneStage, "prune", "prune", modes.FLOAT32, False),
-        StageSpec(StageKind.CLUSTER, ClusterStage, "cluster", "cluster", modes.FLOAT32, False),
-        StageSpec(StageKind.QAT, QatStage, "qat", "quantize (QAT)", modes.INT8, True),
+        StageSpec(StageKind.PRUNE, PruneStage, "prune", "prune", False),
+        StageSpec(StageKind.CLUSTER, ClusterStage, "cluster", "cluster", False),
+        StageSpec(StageKind.QAT, QatStage, "qat", "quantize (QAT)", True),
     )
 }
 assert tuple(REGISTRY) == STAGE_ORDER

@@ -3,7 +3,8 @@
 ``apply_stages`` brings the model into tf_keras (``bridge``), builds the training targets
 (``finetune``), then runs each stage: wrap the layers TF-MOT supports, fine-tune (inside the
 ``tf.distribute`` strategy), strip the wrappers, and measure the result in a TFLite export of it
-(the ``measure`` callback the pipeline gives, which shares its conversions and reference outputs).
+(the ``measure`` callback the pipeline gives: the last stage in the run's own conversion, the others in their
+stripped Keras weights and outputs — the numbers a float32 export would hold, without converting).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from .. import _tf
 from ..data import DataPlan
 from ..errors import TfoptError, UnsupportedLayerError
 from ..models import LoadedModel
-from ..modes import Mode
 from ..recipe.schema import DataSection, TrainSection
 from ..report import SkippedLayer, StageMeasure, StageResult
 from . import implementation, spec
@@ -27,7 +27,7 @@ from .bridge import to_tf_keras
 from .finetune import TrainSet, compile_for, fit, steps_per_epoch, strategy_for, train_set
 
 Progress = Callable[[str], None]
-Measure = Callable[[Any, Mode], StageMeasure]  # (tf_keras model, mode) -> its TFLite export measured
+Measure = Callable[[Any, bool], StageMeasure]  # (tf_keras model, last stage?) -> its measurement
 
 
 @dataclass
@@ -39,10 +39,7 @@ class StageContext:
     strategy: Any
     steps: int
     progress: Progress
-
-    @property
-    def default_strategy(self) -> bool:
-        return self.strategy is _tf.tf().distribute.get_strategy()
+    default_strategy: bool = True  # no tf.distribute strategy asked for (decided outside any scope)
 
 
 def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: DataSection, seed: int,
@@ -51,10 +48,11 @@ def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: 
     model, bridge_info = to_tf_keras(loaded, _check_inputs(plan))
     samples = train_set(loaded, model, train, data, seed, plan)
     strategy, notes = strategy_for(train.strategy)
-    ctx = StageContext(samples, train, strategy, steps_per_epoch(samples, train.batch_size) * train.epochs, progress)
+    ctx = StageContext(samples, train, strategy, steps_per_epoch(samples, train.batch_size) * train.epochs, progress,
+                       default_strategy=strategy is _tf.tf().distribute.get_strategy())
     results: list[StageResult] = []
     previous: tuple[str, ...] = ()
-    for config in stages:
+    for i, config in enumerate(stages):
         start = time.perf_counter()
         with _tf.trusted_deserialization():  # TF-MOT clones through configs: the user's Lambda layers must load
             model, result = run_stage(model, config, previous, ctx)
@@ -62,7 +60,7 @@ def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: 
         result.notes = list(notes)
         result.train_seconds = time.perf_counter() - start
         progress(f"measuring the {config.kind} result in TFLite")
-        result.measured = measure(model, spec(config.kind).measure_mode)
+        result.measured = measure(model, i == len(stages) - 1)
         results.append(result)
         previous += (config.kind,)
     return as_loaded(loaded, model), results
@@ -82,7 +80,9 @@ def run_stage(model, config, previous: tuple[str, ...], ctx: StageContext):
     K = _tf.tf_keras()
     try:
         with ctx.strategy.scope():
-            fresh = fresh_copy(model, previous)
+            # the bridge's rebuild and each stage's stripped result are new models already; only another
+            # strategy needs its own copy (variables created inside its scope)
+            fresh = model if ctx.default_strategy else fresh_copy(model, previous)
 
             def wrap(layer):
                 if layer.name in skip or (not layer.weights and not stage_spec.wraps_weightless):
