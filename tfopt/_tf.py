@@ -22,6 +22,17 @@ DEFAULT_SEED = 0
 
 NATIVE_LOG_ENV = "TFOPT_NATIVE_LOG"  # set by the worker: its stderr already goes to a log file
 DEBUG_ENV = "TFOPT_DEBUG"  # show TensorFlow's native output as it comes
+WORKER_ENV = "TFOPT_WORKER"  # set in the worker process: one job per process
+_legacy_keras = True  # set TF_USE_LEGACY_KERAS before importing TensorFlow (TF-MOT needs it)
+
+
+def prefer_legacy_keras(needed: bool) -> None:
+    """In a worker (one job per process), skip importing tf_keras with TensorFlow when the job needs no
+    TF-MOT (~0.5 s of start-up for a Keras 3 model). Library processes always keep it: a later job
+    in the same process may fine-tune."""
+    global _legacy_keras
+    if os.environ.get(WORKER_ENV) and "tensorflow" not in sys.modules:
+        _legacy_keras = needed
 
 
 @contextlib.contextmanager
@@ -52,7 +63,8 @@ def quiet_native():
 
 
 def _configure_environment() -> None:
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    if _legacy_keras:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
     # a library stays quiet (ERROR lines too, e.g. CUDA probing at the first op); the CLI's worker logs
     # errors to the native log that --debug shows
     logged = os.environ.get(NATIVE_LOG_ENV) or os.environ.get(DEBUG_ENV)
@@ -107,6 +119,8 @@ def keras3() -> ModuleType:
 @functools.cache
 def tfmot() -> ModuleType:
     tf_keras()
+    if not _legacy_keras:  # pragma: no cover - the worker decides per job; a job that needs TF-MOT asks first
+        raise RuntimeError("TF-MOT needs TF_USE_LEGACY_KERAS=1 before TensorFlow is imported")
     import tensorflow_model_optimization
 
     return tensorflow_model_optimization
@@ -148,8 +162,7 @@ def seed_everything(seed: int = DEFAULT_SEED) -> None:
     t = tf()
     random.seed(seed)
     np.random.seed(seed)
-    t.random.set_seed(seed)
-    tf_keras().utils.set_random_seed(seed)
+    t.random.set_seed(seed)  # (what tf_keras.utils.set_random_seed does, without importing tf_keras)
     try:
         t.config.experimental.enable_op_determinism()
     except (AttributeError, RuntimeError):  # pragma: no cover - older TF

@@ -1,4 +1,5 @@
 """``run(recipe)``: the only code path that executes work, for flags and recipe files alike — start reading here.
+(``tfopt verify`` of an existing file is ``verify_job.py``.)
 
     load ─► [stages] ─► convert ─► verify ─► write ─► report
 
@@ -13,20 +14,19 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import _tf, kinds, modes, shapes
 from .convert import ConvertConfig, ConvertResult, Converter, output_stem
 from .data import UNNAMED, DataPlan, Subset, load_data, random_calibration
-from .errors import DataError, ModelLoadError, UsageError
+from .errors import DataError, UsageError
 from .files import check_outputs, failed_path, size_of, write_atomic
 from .models import LoadedModel, load_model, sniff
 from .modes import Mode
 from .recipe import Recipe
 from .report import DataInfo, ModelInfo, Report, Sizes, StageMeasure, reports_json
-from .tflite import TFLiteModel, is_tflite_bytes, kernel_sparsity, read
+from .tflite import kernel_sparsity
 from .tflite.reader import array_stats
 from .verify import GateSettings, Reference, VerifyResult, output_metrics, verify
 
@@ -214,6 +214,7 @@ def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = Fal
     if not checked:
         preflight(recipe)
     timings = Timings(progress)
+    _tf.prefer_legacy_keras(bool(recipe.stages))  # only fine-tuning needs tf_keras for TF-MOT
     with timings("load"):
         _tf.seed_everything(recipe.seed)
         original = load_model(recipe.model.path, recipe.model.custom_objects)
@@ -313,89 +314,6 @@ def data_info(plan: DataPlan | None, calibration: Subset | None) -> DataInfo:
     if plan is None:
         return DataInfo(None, n_cal, 0, False)
     return DataInfo(str(plan.source), n_cal, len(plan.evaluation), plan.evaluation.has_labels)
-
-
-# ------------------------------------------------------------------ tfopt verify
-
-
-@dataclass(frozen=True)
-class VerifyJob:
-    """``tfopt verify``: an existing .tflite, its reference model, held-out data and the gates."""
-
-    tflite: str
-    reference: str
-    data: str
-    custom_objects: str | None = None
-    eval_samples: int | None = None
-    limits: dict[str, dict[str, float]] = field(default_factory=dict)
-    output_kinds: dict[str, str] = field(default_factory=dict)
-    threshold: float = 0.5
-    finetuned: bool = False  # the model was fine-tuned: gate accuracy/F1 drops, report agreement
-    report: str | None = None
-    markdown: str | None = None
-    junit: str | None = None
-
-    def outputs(self) -> dict[str, str | None]:
-        return {"--report": self.report, "--markdown": self.markdown, "--junit": self.junit}
-
-    def inputs(self) -> dict[str, str | None]:
-        return {"TFLite model": self.tflite, "reference": self.reference, "data file": self.data}
-
-
-def check_verify_job(job: VerifyJob) -> None:
-    """Before any work: the files exist, the .tflite is one, the report paths can be written."""
-    tflite = Path(job.tflite)
-    if not tflite.is_file():
-        raise DataError(f"TFLite model not found: {tflite} (expected a .tflite file)")
-    with tflite.open("rb") as fh:
-        if not is_tflite_bytes(fh.read(8)):
-            raise ModelLoadError(f"{tflite} is not a TFLite model: the flatbuffer identifier 'TFL3' is missing")
-    sniff(Path(job.reference))
-    if not Path(job.data).exists():
-        raise DataError(f"data not found: {job.data} (expected a .npz or .npy file or a folder of class sub-folders)")
-    check_outputs(job.outputs(), job.inputs())
-
-
-def verify_file(job: VerifyJob, progress: Progress | None = None, *, checked: bool = False) -> Report:
-    """Score an existing .tflite against its reference model on held-out data (the mode is read from the file)."""
-    progress = progress or _noop
-    if not checked:
-        check_verify_job(job)
-    timings = Timings(progress)
-    with timings("load"):
-        data = Path(job.tflite).read_bytes()
-        tflite = read(data, job.tflite)
-        original = load_model(job.reference, job.custom_objects)
-        plan = load_data(job.data, original.inputs, original.outputs, calibration_samples=0,
-                         eval_samples=job.eval_samples)
-    with timings("reference outputs"):
-        reference = Reference.compute(original, plan.evaluation)
-        decided, labels = kinds.resolve(original, reference.outputs, reference.labels, job.output_kinds,
-                                        str(plan.source))
-        reference.labels = labels
-    mode = detect_mode(tflite)
-    with timings("verify"):
-        result = verify(tflite, reference, decided, GateSettings(mode, job.finetuned, job.limits, job.threshold))
-    report = Report(
-        recipe=None, model=model_info(original), mode=mode.name, output=job.tflite, data=data_info(plan, None),
-        io_types=tflite.io_types(), sizes=Sizes(size_of(Path(job.reference)), size_of(data)), timings=dict(timings),
-        verification=result, notes=plan.notes + [f"gates: the defaults of {mode.name}, the mode this file was "
-                                                 "converted with (read from its tensor types)"],
-        versions=_tf.versions(), extra={"command": "verify"},
-    )
-    o = job
-    for path, text in ((o.report, lambda: reports_json([report])), (o.markdown, lambda: _markdown([report])),
-                       (o.junit, lambda: _junit([report]))):
-        if path:
-            write_atomic(path, text())
-    return report
-
-
-def detect_mode(tflite: TFLiteModel) -> Mode:
-    activations = {t.dtype for t in tflite.tensors if not t.constant and t.quantization is not None}
-    weights = {tflite.tensors[i].dtype for op in tflite.ops for i in op.inputs
-               if i >= 0 and tflite.tensors[i].constant and tflite.tensors[i].nbytes > 16}
-    return modes.detect(activations, weights)
 
 
 def _markdown(reports: list[Report]) -> str:

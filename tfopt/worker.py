@@ -51,6 +51,7 @@ def _child(conn, fn: Callable, args: tuple, kwargs: dict, log_path: str | None, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: it sends SIGTERM to stop us
     signal.signal(signal.SIGTERM, _terminate)  # ... which unwinds Python, so atomic writes clean up
     os.environ["TMPDIR"] = tempfile.tempdir = scratch  # the parent removes it even if this process crashes
+    os.environ[_tf.WORKER_ENV] = "1"
     if log_path:
         os.environ[_tf.NATIVE_LOG_ENV] = log_path
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

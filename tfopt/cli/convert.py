@@ -173,7 +173,7 @@ def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples
       tfopt verify out/mnist_cnn.int8.tflite --reference sample_models/mnist_cnn.h5 \\
           --data sample_models/mnist.npz --max-accuracy-drop 0.01
     """
-    from .. import pipeline
+    from .. import verify_job as check
     from ..kinds import parse_overrides
     from ..recipe.flags import flag_name, parse_limit
     from ..recipe.schema import VerifySection
@@ -184,13 +184,13 @@ def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples
     section = VerifySection(**gates)
     absolute = lambda p: str(p.resolve()) if p is not None else None  # noqa: E731
     custom = absolute(Path(custom_objects)) if custom_objects and custom_objects.endswith(".py") else custom_objects
-    job = pipeline.VerifyJob(
+    job = check.VerifyJob(
         absolute(tflite), absolute(reference), absolute(data), custom, eval_samples, section.limits(),
         parse_overrides(output_kind), 0.5 if threshold is None else threshold, fine_tuned,
         absolute(report), absolute(markdown), absolute(junit),
     )
-    pipeline.check_verify_job(job)
-    result = run_isolated(pipeline.verify_file, (job,), {"checked": True}, progress(state), state.debug)
+    check.check_verify_job(job)
+    result = run_isolated(check.verify_file, (job,), {"checked": True}, progress(state), state.debug)
     state.say(summary(result))
     if state.json:
         click.echo(result.to_json(), nl=False)
