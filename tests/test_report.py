@@ -112,3 +112,15 @@ def test_size_of_bytes_is_deterministic():
 
 def test_mode_table_defaults_are_what_the_help_says():
     assert MODES["int8"].min_agreement == 0.97 and not math.isnan(MODES["float16"].max_accuracy_drop)
+
+
+def test_the_stage_table_names_block_and_2_4_pruning():
+    from tfopt.render.tables import stage_rows
+
+    def stage(**settings):
+        return StageResult("prune", {"target_sparsity": 0.8, **settings}, "labels", "mse", 10, 8, 1e-3, 1, 2)
+
+    report = make_report(stages=[stage(pattern="unstructured", block="8x1"), stage(pattern="2:4"),
+                                 stage(pattern="unstructured")])
+    assert [row[0] for row in stage_rows(report)] == ["prune 80% (block 8x1)", "prune 80% (2:4)",
+                                                      "prune 80% (unstructured)"]
