@@ -8,14 +8,18 @@ from tfopt.errors import TfoptError
 from tfopt.recipe.schema import STAGE_ORDER, STAGES, StageKind
 from tfopt.stages import REGISTRY, implementation, spec
 
-INTERFACE = ("unsupported_reason", "wrap_layer", "callbacks", "strip", "describe")
+WRAP = ("unsupported_reason", "wrap_layer", "callbacks", "strip", "describe")  # wraps layers it supports
+TRANSFORM = ("transform", "callbacks", "strip", "describe")  # rebuilds the whole model (QAT)
 
 
 def test_the_registry_is_keyed_by_the_enum_in_the_run_order():
     assert tuple(REGISTRY) == tuple(StageKind) and tuple(k.value for k in REGISTRY) == STAGE_ORDER
     for kind, row in REGISTRY.items():
         assert row.config is STAGES[kind.value]
-        assert all(callable(getattr(implementation(kind), name)) for name in INTERFACE), kind
+        impl = implementation(kind)
+        interface = TRANSFORM if hasattr(impl, "transform") else WRAP
+        assert all(callable(getattr(impl, name)) for name in interface), kind
+    assert hasattr(implementation("qat"), "transform")
 
 
 def test_quantization_wraps_layers_without_weights_too():

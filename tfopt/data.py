@@ -19,6 +19,7 @@ import numpy as np
 from .errors import DataError
 from .shapes import TensorSpec
 
+FINE_TUNE_EVAL_FRACTION = 0.2  # of a one-split source held out for evaluation when fine-tuning
 UNNAMED = "y"  # labels that name no output: kinds.resolve matches them to the output they fit
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 _KEY = re.compile(r"(?P<base>.+?)(?:_(?P<part>train|test))?$")
@@ -137,8 +138,12 @@ def load_data(
     seed: int = 0,
     scale: float | None = None,
     offset: float | None = None,
+    fine_tune: bool = False,
 ) -> DataPlan:
-    """Open a data source, validate it against the model signature and plan its use."""
+    """Open a data source, validate it against the model signature and plan its use.
+
+    ``fine_tune``: a one-split source is split 80 / 20 into fine-tuning (and calibration) and evaluation
+    samples, instead of training on its calibration part only."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data not found: {path} (expected a .npz or .npy file or a folder of class sub-folders)")
@@ -157,6 +162,15 @@ def load_data(
         (only,) = parts.values()
         order = rng.permutation(len(only))
         n_cal = min(calibration_samples, len(only))
+        n_eval = int(round(len(only) * FINE_TUNE_EVAL_FRACTION))
+        if fine_tune and n_eval >= 1 and len(only) - n_eval >= 1:
+            train_index, eval_index = np.sort(order[n_eval:]), np.sort(order[:n_eval])
+            notes.append(f"{path.name} has one split: {len(train_index)} seeded samples fine-tune and calibrate, "
+                         f"the other {len(eval_index)} evaluate")
+            cal_index = np.sort(rng.permutation(train_index)[: min(calibration_samples, len(train_index))])
+            if eval_samples is not None:
+                eval_index = eval_index[:eval_samples]
+            return DataPlan(path, Subset(only, cal_index), Subset(only, eval_index), Subset(only, train_index), notes)
         if n_cal == 0:
             cal_pool, eval_index = order[:0], np.arange(len(only))
         elif len(only) - n_cal >= 1:

@@ -203,7 +203,8 @@ def plan_data(recipe: Recipe, model: LoadedModel) -> DataPlan | None:
     if d.path is None:
         return None
     return load_data(d.path, model.inputs, model.outputs, calibration_samples=d.calibration_samples,
-                     eval_samples=d.eval_samples, seed=recipe.seed, scale=d.scale, offset=d.offset)
+                     eval_samples=d.eval_samples, seed=recipe.seed, scale=d.scale, offset=d.offset,
+                     fine_tune=bool(recipe.stages) and d.train is None)
 
 
 def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = False) -> Report:
@@ -215,6 +216,10 @@ def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = Fal
         preflight(recipe)
     timings = Timings(progress)
     _tf.prefer_legacy_keras(bool(recipe.stages))  # only fine-tuning needs tf_keras for TF-MOT
+    if recipe.stages and recipe.train.strategy != "none":
+        from .stages.finetune import strategy_for
+
+        strategy_for(recipe.train.strategy)  # before any op: a multi-worker strategy configures the runtime
     with timings("load"):
         _tf.seed_everything(recipe.seed)
         original = load_model(recipe.model.path, recipe.model.custom_objects)
@@ -239,6 +244,14 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress)
         with timings("fine-tune"):
             model, stage_results = apply_stages(session.original, recipe.stages, recipe.train, recipe.data,
                                                 recipe.seed, session.plan, session.measure, progress)
+    if recipe.stages and recipe.train.strategy == "multiworker":
+        from .stages.finetune import is_chief, worker_index
+
+        if not is_chief():  # every worker trained; the chief converts, verifies and writes
+            return Report(recipe=recipe, model=model_info(session.original), mode=recipe.mode.name, output=None,
+                          timings=dict(timings), stages=stage_results, versions=_tf.versions(),
+                          notes=[f"worker {worker_index()} of a multi-worker run: it fine-tuned; the chief "
+                                 "converts, verifies and writes the model"], extra={"worker": worker_index()})
     mode, converter = recipe.mode, session.converter(model)
     with timings(f"convert {mode.name}"):
         result = converter.convert(session.config(mode), session.calibration(mode))

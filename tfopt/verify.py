@@ -72,7 +72,8 @@ class Gate:
             return True  # not evaluated: counted separately (an output needs at least one evaluated gate)
         if math.isnan(self.value):
             return False
-        return self.value >= self.limit if self.op == ">=" else self.value <= self.limit
+        slack = 1e-9  # 0.96 - 0.95 is 0.010000000000000009: a drop of exactly the limit passes
+        return self.value >= self.limit - slack if self.op == ">=" else self.value <= self.limit + slack
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "op": self.op, "limit": self.limit, "value": self.value,

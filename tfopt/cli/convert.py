@@ -45,9 +45,15 @@ def stage_options(fn):
                      help="Centroid initialisation (default kmeans++)."),
         click.option("--qat", is_flag=True, default=None,
                      help="Quantization-aware training, then full int8 (implies --quantize int8, in recipes too)."),
-        click.option("--epochs", type=int, help="Fine-tuning epochs per stage.  [default: 2]"),
+        click.option("--epochs", type=int, help="Fine-tuning epochs per stage, at least (see --min-steps).  [default: 2]"),
+        click.option("--min-steps", type=int,
+                     help="Optimizer steps per stage, at least: small data sets get more epochs.  [default: 300]"),
+        click.option("--validation-split", type=float,
+                     help="Fraction of the training samples held out; the best validation epoch's weights are "
+                          "kept (0 = none; no split under 50 samples).  [default: 0.1]"),
         click.option("--batch-size", type=int, help="Fine-tuning batch size.  [default: 64]"),
-        click.option("--learning-rate", type=float, help="Fine-tuning learning rate (Adam).  [default: 0.0001]"),
+        click.option("--learning-rate", type=float,
+                     help="Fine-tuning learning rate (Adam).  [default: the model file's optimizer's, else 0.001]"),
         click.option("--loss", help="Fine-tuning loss (tf_keras name); default: the saved compile config, "
                                     "else from the output kind and labels; without labels: distillation."),
         click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]),

@@ -79,6 +79,7 @@ def inspect_keras(path: Path, int8_check: bool, progress: Callable[[str], None])
     registries = _tf.tfmot_supports()
     bridged, notes = _bridged_layers(model)
     rows = [_layer_row(layer, model.flavour, registries, bridged.get(layer.name)) for layer in model.model.layers]
+    notes += _apply_qat_verdicts(model, rows)
     support = {s: {"supported": sum(1 for r in rows if r.stages.get(s)),
                    "unsupported": [f"{r.name} ({r.kind})" for r in rows if r.stages.get(s) is False],
                    "unknown": [r.name for r in rows if r.stages.get(s) is None]} for s in STAGES}
@@ -94,6 +95,34 @@ def inspect_keras(path: Path, int8_check: bool, progress: Callable[[str], None])
         total_params=int(model.model.count_params()), stage_support=support, float_ops=float_ops,
         integer_only=(not float_ops) if float_ops is not None else None, notes=notes,
     )
+
+
+def _apply_qat_verdicts(model: LoadedModel, rows: list[LayerRow]) -> list[str]:
+    """The "quantize" column decided as ``--qat`` decides it: TF-MOT's annotate + apply on the tf_keras model
+    the stages get (layout transforms included), then tfopt's own configs (``stages.qat_support``)."""
+    from ..stages.bridge import to_tf_keras
+    from ..stages.qat_support import QatError, support_table
+
+    try:
+        rebuilt, _ = to_tf_keras(model, None)
+        with _tf.trusted_deserialization():
+            table = support_table(rebuilt)
+    except (TfoptError, QatError, ValueError, TypeError, RuntimeError) as e:
+        return [f"QAT support could not be probed ({str(e).splitlines()[0][:200]}); the quantize column is "
+                "TF-MOT's registry, layer by layer"]
+    for row in rows:
+        verdict = table.get(row.name)
+        if verdict is None:
+            continue
+        row.stages["quantize"] = verdict["qat"] != "unsupported"
+        if verdict["qat"] == "tfopt":
+            row.support_notes["quantize"] = f"tfopt's {verdict['config']} config: {verdict['reason']}"
+        elif verdict["qat"] == "unsupported":
+            row.support_notes["quantize"] = verdict["reason"]
+    own = [r.name for r in rows if "quantize" in r.support_notes and r.stages.get("quantize")]
+    return [f"QAT support as --qat decides it (TF-MOT's quantize_apply with its layout transforms); on tfopt's own "
+            f"QuantizeConfigs: {', '.join(own)}"] if own else [
+            "QAT support as --qat decides it (TF-MOT's quantize_apply with its layout transforms)"]
 
 
 def _bridged_layers(model: LoadedModel) -> tuple[dict, list[str]]:

@@ -84,6 +84,9 @@ def render_text(r: InspectResult, max_rows: int = 400) -> str:
     if len(r.layers) > max_rows:
         lines.append(f"... {len(r.layers) - max_rows} more (use --json for all)")
     lines.append(f"total parameters: {r.total_params:,}")
+    for row in r.layers:
+        for stage, why in row.support_notes.items():
+            lines.append(f"{stage} {row.name}: {why}")
     for stage, info in r.stage_support.items():
         bad, unknown = info["unsupported"], info.get("unknown", [])
         text = "unsupported: " + ", ".join(bad) if bad else ("all layers supported" if not unknown else "")

@@ -39,6 +39,8 @@ FLAGS = {
     "cluster_init": "stages[cluster].init",
     "qat": "stages[qat]",
     "epochs": "train.epochs",
+    "min_steps": "train.min_steps",
+    "validation_split": "train.validation_split",
     "batch_size": "train.batch_size",
     "learning_rate": "train.learning_rate",
     "loss": "train.loss",

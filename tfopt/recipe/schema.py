@@ -84,9 +84,11 @@ assert tuple(STAGES) == STAGE_ORDER
 
 @dataclass(frozen=True)
 class TrainSection:
-    epochs: int = field(default=2, metadata=_range(1))
+    epochs: int = field(default=2, metadata=_range(1))  # per stage, at least (see min_steps)
+    min_steps: int = field(default=300, metadata=_range(0))  # optimizer steps per stage, at least
     batch_size: int = field(default=64, metadata=_range(1))
-    learning_rate: float = field(default=1e-4, metadata=_range(0.0, lo_open=True))
+    learning_rate: float | None = field(default=None, metadata=_range(0.0, lo_open=True))  # None: saved, else 1e-3
+    validation_split: float = field(default=0.1, metadata=_range(0.0, 1.0, hi_open=True))  # held out: restore-best
     loss: str | None = None
     strategy: Literal["none", "mirrored", "multiworker"] = "none"
     skip_unsupported: bool = False  # stages apply to the layers TF-MOT supports; the report lists the rest

@@ -24,7 +24,7 @@ from ..recipe.schema import DataSection, TrainSection
 from ..report import SkippedLayer, StageMeasure, StageResult
 from . import implementation, spec
 from .bridge import to_tf_keras
-from .finetune import TrainSet, compile_for, fit, steps_per_epoch, strategy_for, train_set
+from .finetune import TrainSet, compile_for, fit, strategy_for, train_set
 
 Progress = Callable[[str], None]
 Measure = Callable[[Any, bool], StageMeasure]  # (tf_keras model, last stage?) -> its measurement
@@ -45,11 +45,13 @@ class StageContext:
 def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: DataSection, seed: int,
                  plan: DataPlan | None, measure: Measure, progress: Progress) -> tuple[LoadedModel, list[StageResult]]:
     """Run every stage; return the exportable tf_keras LoadedModel and one result per stage."""
+    strategy, notes = strategy_for(train.strategy)  # first: a multi-worker strategy configures the runtime
     model, bridge_info = to_tf_keras(loaded, _check_inputs(plan))
     samples = train_set(loaded, model, train, data, seed, plan)
-    strategy, notes = strategy_for(train.strategy)
-    ctx = StageContext(samples, train, strategy, steps_per_epoch(samples, train.batch_size) * train.epochs, progress,
+    ctx = StageContext(samples, train, strategy, samples.budget.steps, progress,
                        default_strategy=strategy is _tf.tf().distribute.get_strategy())
+    notes = notes + [f"budget: {samples.budget.reason}",
+                     f"learning rate {samples.learning_rate:g}: {samples.learning_rate_source}"]
     results: list[StageResult] = []
     previous: tuple[str, ...] = ()
     for i, config in enumerate(stages):
@@ -57,9 +59,9 @@ def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: 
         with _tf.trusted_deserialization():  # TF-MOT clones through configs: the user's Lambda layers must load
             model, result = run_stage(model, config, previous, ctx)
         result.bridge = bridge_info if not previous else {}
-        result.notes = list(notes)
+        result.notes = notes + result.notes
         result.train_seconds = time.perf_counter() - start
-        progress(f"measuring the {config.kind} result in TFLite")
+        progress(f"measuring the {config.kind} result")
         result.measured = measure(model, i == len(stages) - 1)
         results.append(result)
         previous += (config.kind,)
@@ -67,33 +69,13 @@ def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: 
 
 
 def run_stage(model, config, previous: tuple[str, ...], ctx: StageContext):
-    """Wrap, fine-tune and strip one stage; TF-MOT's failures become errors naming the layers."""
-    stage_spec, impl = spec(config.kind), implementation(config.kind)
-    skipped = unsupported_layers(model, config)
-    if skipped and not ctx.train.skip_unsupported:
-        raise UnsupportedLayerError(
-            f"{config.kind}: TF-MOT cannot {stage_spec.verb} {len(skipped)} layer(s) of model '{model.name}': "
-            + ", ".join(f"'{s.name}' ({s.cls}{': ' + s.reason if s.reason else ''})" for s in skipped),
-            f"pass --skip-unsupported to apply {config.kind} to the supported layers only",
-        )
-    skip = {s.name for s in skipped}
-    K = _tf.tf_keras()
+    """Prepare (wrap the layers TF-MOT supports, or transform the model), fine-tune and strip one stage;
+    TF-MOT's failures become errors naming the layers."""
+    impl = implementation(config.kind)
     try:
-        with ctx.strategy.scope():
-            # the bridge's rebuild and each stage's stripped result are new models already; only another
-            # strategy needs its own copy (variables created inside its scope)
-            fresh = model if ctx.default_strategy else fresh_copy(model, previous)
-
-            def wrap(layer):
-                if layer.name in skip or (not layer.weights and not stage_spec.wraps_weightless):
-                    return layer
-                return impl.wrap_layer(layer, config, ctx.steps, previous)
-
-            wrapped = K.models.clone_model(fresh, clone_function=wrap)
-            if hasattr(impl, "finish"):
-                wrapped = impl.finish(wrapped, previous)
-            compile_for(wrapped, ctx.data, ctx.train.learning_rate)
-        history = fit(wrapped, ctx.data, ctx.train, config.kind, impl.callbacks(config), ctx.progress)
+        wrapped, skipped, own, notes = prepare(model, config, previous, ctx)
+        restore_from = impl.restore_from(config, ctx.data.budget) if hasattr(impl, "restore_from") else 0
+        history = fit(wrapped, ctx.data, ctx.train, config.kind, impl.callbacks(config), ctx.progress, restore_from)
         out = impl.strip(wrapped)
         if not ctx.default_strategy:  # leave the strategy's mirrored variables behind before export
             out = fresh_copy(out, previous + (config.kind,))
@@ -106,10 +88,44 @@ def run_stage(model, config, previous: tuple[str, ...], ctx: StageContext):
     result = StageResult(
         kind=config.kind, settings=impl.describe(config, previous), target=data.target,
         loss_function=data.loss_names[0] if len(data.loss_names) == 1 else list(data.loss_names),
-        train_samples=len(data), batch_size=ctx.train.batch_size, learning_rate=ctx.train.learning_rate,
-        epochs=ctx.train.epochs, steps=ctx.steps, history=history, skipped_layers=skipped,
+        train_samples=len(data), batch_size=ctx.train.batch_size, learning_rate=data.learning_rate,
+        epochs=data.budget.epochs, steps=data.budget.steps, history=history, skipped_layers=skipped,
+        own_configs=own, notes=notes, validation_samples=data.validation_samples,
     )
     return out, result
+
+
+def prepare(model, config, previous: tuple[str, ...], ctx: StageContext):
+    """The compiled training model of a stage: (model, skipped layers, layers on tfopt's configs, notes)."""
+    stage_spec, impl = spec(config.kind), implementation(config.kind)
+    K = _tf.tf_keras()
+    if hasattr(impl, "transform"):  # the stage rebuilds the whole model (QAT: TF-MOT's layout transforms)
+        built, skipped, own, notes = impl.transform(model, config, previous, ctx)
+        with ctx.strategy.scope():
+            built = built if ctx.default_strategy else fresh_copy(built, previous + (config.kind,))
+            compile_for(built, ctx.data)
+        return built, skipped, own, notes
+    skipped = unsupported_layers(model, config)
+    if skipped and not ctx.train.skip_unsupported:
+        raise UnsupportedLayerError(
+            f"{config.kind}: TF-MOT cannot {stage_spec.verb} {len(skipped)} layer(s) of model '{model.name}': "
+            + ", ".join(f"'{s.name}' ({s.cls}{': ' + s.reason if s.reason else ''})" for s in skipped),
+            f"pass --skip-unsupported to apply {config.kind} to the supported layers only",
+        )
+    skip = {s.name for s in skipped}
+    with ctx.strategy.scope():
+        # the bridge's rebuild and each stage's stripped result are new models already; only another
+        # strategy needs its own copy (variables created inside its scope)
+        fresh = model if ctx.default_strategy else fresh_copy(model, previous)
+
+        def wrap(layer):
+            if layer.name in skip or (not layer.weights and not stage_spec.wraps_weightless):
+                return layer
+            return impl.wrap_layer(layer, config, ctx.steps, previous)
+
+        wrapped = K.models.clone_model(fresh, clone_function=wrap)
+        compile_for(wrapped, ctx.data)
+    return wrapped, skipped, [], []
 
 
 def error_line(e: Exception) -> str:
@@ -134,7 +150,9 @@ def fresh_copy(model, done: tuple[str, ...] = ()):
     """A new model with new variables (created in the current strategy scope) and the same weights."""
     K = _tf.tf_keras()
     if "qat" in done:
-        with _tf.tfmot().quantization.keras.quantize_scope():
+        from .qat_configs import qat_scope
+
+        with qat_scope():
             copy = K.models.clone_model(model)
     else:
         copy = K.models.clone_model(model)

@@ -1,51 +1,44 @@
-"""Quantization-aware training (TF-MOT ``quantize_apply``) for full-int8 conversion.
+"""Quantization-aware training for full-int8 conversion: TF-MOT where it can, tfopt's own configs beyond.
 
-The quantize scheme keeps what earlier stages made: after pruning the pruning-preserving
-scheme (PQAT), after clustering the cluster-preserving scheme (CQAT), after both the
-cluster-preserving scheme with sparsity preservation (PCQAT).  The quantize wrappers are
-what the TFLite converter reads, so they stay on the exported model.
+The whole model goes through TF-MOT's annotate + ``quantize_apply`` (its layout transforms fold
+BatchNormalization into the preceding Conv/Depthwise/Dense and split SeparableConv2D), so support is
+what TF-MOT really decides (``qat_support``); layers it refuses but the converter runs in int8 get
+tfopt's QuantizeConfigs (``qat_configs``); the activation ranges start from measured ranges instead
+of TF-MOT's [-6, 6] (``qat_ranges``).  The quantize scheme keeps what earlier stages made: after
+pruning the pruning-preserving scheme (PQAT), after clustering the cluster-preserving one (CQAT),
+after both PCQAT.  The quantize wrappers are what the TFLite converter reads, so they stay.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from .. import _tf
+from ..errors import UnsupportedLayerError
 from ..recipe.schema import QatStage
+from ..report import SkippedLayer
+from . import qat_ranges, qat_support
+
+SCHEME_NAMES = {"qat": "QAT", "pqat": "PQAT", "cqat": "CQAT", "pcqat": "PCQAT"}
 
 
-def unsupported_reason(layer, stage: QatStage) -> str | None:
-    """None when TF-MOT's default 8-bit scheme can quantize ``layer``, else "" (no support)."""
-    if type(layer).__name__ == "InputLayer" or _tf.tfmot_supports()["quantize"](layer):
-        return None
-    return ""
-
-
-def scheme(previous: tuple[str, ...]):
-    q = _tf.tfmot().quantization.keras
-    combine = _tf.tfmot().experimental.combine
-    if "cluster" in previous:
-        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity="prune" in previous)
-    if "prune" in previous:
-        return combine.Default8BitPrunePreserveQuantizeScheme()
-    return q.default_8bit.Default8BitQuantizeScheme()
-
-
-def scheme_name(previous: tuple[str, ...]) -> str:
-    if "cluster" in previous:
-        return "PCQAT" if "prune" in previous else "CQAT"
-    return "PQAT" if "prune" in previous else "QAT"
-
-
-def wrap_layer(layer, stage: QatStage, steps: int, previous: tuple[str, ...]) -> Any:
-    return _tf.tfmot().quantization.keras.quantize_annotate_layer(layer)
-
-
-def finish(model, previous: tuple[str, ...]):
-    """Turn the annotated model into the quantization-aware one."""
-    q = _tf.tfmot().quantization.keras
-    with q.quantize_scope():
-        return q.quantize_apply(model, scheme(previous))
+def transform(model, stage: QatStage, previous: tuple[str, ...], ctx):
+    """(QAT model, skipped layers, layers on tfopt's configs, notes); ranges calibrated on training samples."""
+    scheme = qat_support.scheme_for(previous)
+    try:
+        qat_model, info = qat_support.apply_qat(model, scheme, skip_unsupported=ctx.train.skip_unsupported)
+    except qat_support.QatUnsupportedError as e:
+        raise UnsupportedLayerError(
+            f"qat: neither TF-MOT nor tfopt can quantize (QAT) {len(e.refusals)} layer(s) of model '{model.name}': "
+            + ", ".join(f"'{r.name}' ({r.cls}: {r.reason})" for r in e.refusals),
+            "pass --skip-unsupported to keep them in float and quantize the rest (int8 may then need "
+            "--allow-float-fallback)",
+        ) from None
+    x = ctx.data.feed(ctx.data.x)
+    calibration = qat_ranges.calibrate_ranges(qat_model, qat_ranges.batches_of(x, ctx.train.batch_size))
+    skipped = [SkippedLayer(r.name, r.cls, r.reason) for r in info.skipped]
+    own = [SkippedLayer(name, v["class"], f"{v['config']}: {v['why']}") for name, v in info.tfopt_configs.items()]
+    notes = [f"qat: {p['change']}" for p in info.prepared]
+    notes.append(f"qat: activation ranges calibrated on {calibration['batches']} training batches "
+                 f"({calibration['changed']} of {calibration['range_variables']} range variables moved from [-6, 6])")
+    return qat_model, skipped, own, notes
 
 
 def callbacks(stage: QatStage) -> list:
@@ -57,4 +50,4 @@ def strip(model):
 
 
 def describe(stage: QatStage, previous: tuple[str, ...]) -> dict:
-    return {"scheme": scheme_name(previous)}
+    return {"scheme": SCHEME_NAMES[qat_support.scheme_for(previous)]}
