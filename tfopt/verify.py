@@ -22,6 +22,7 @@ from .errors import MismatchError, VerificationError
 from .kinds import GATES, LABEL_METRICS, METRICS_OF, Kind, OutputKind, class_ids, default_gates
 from .models import LoadedModel
 from .modes import Mode
+from .progress import Progress, counter, noop
 from .tflite import Runner, TFLiteModel
 
 SMALL_SAMPLE = 100  # below this many evaluation samples the report states the resolution
@@ -188,15 +189,19 @@ def verify(
     kinds: dict[str, OutputKind],
     settings: GateSettings,
     batch_size: int = 250,
+    progress: Progress = noop,
 ) -> VerifyResult:
     """Score the .tflite against the reference outputs; every output gets its kind's metrics and gates."""
     start = time.perf_counter()
     runner = tflite if isinstance(tflite, Runner) else Runner(tflite)
     names = match_names(runner, reference)
     chunks: dict[str, list] = {n: [] for n in names.values()}
+    tick, done = counter(progress, "verifying", len(reference), "samples"), 0
     for x, _ in reference.subset.batches(batch_size):
         for tfl_name, value in runner(x).items():
             chunks[names[tfl_name]].append(value)
+        done += len(next(iter(x.values())))
+        tick(done)
     tflite_seconds = time.perf_counter() - start
     outputs = []
     for name, ref in reference.outputs.items():

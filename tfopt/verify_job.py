@@ -76,7 +76,8 @@ def verify_file(job: VerifyJob, progress: Progress | None = None, *, checked: bo
         reference.labels = labels
     mode = detect_mode(tflite)
     with timings("verify"):
-        result = verify(tflite, reference, decided, GateSettings(mode, job.finetuned, job.limits, job.threshold))
+        result = verify(tflite, reference, decided, GateSettings(mode, job.finetuned, job.limits, job.threshold),
+                        progress=progress)
     report = Report(
         recipe=None, model=model_info(original), mode=mode.name, output=job.tflite, data=data_info(plan, None),
         io_types=tflite.io_types(), sizes=Sizes(size_of(Path(job.reference)), size_of(data)), timings=dict(timings),

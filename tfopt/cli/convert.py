@@ -139,7 +139,8 @@ def run_one(state: State, recipe) -> None:
     from ..worker import run_isolated
 
     pipeline.preflight(recipe)
-    report = run_isolated(pipeline.run, (recipe,), {"checked": True}, progress(state), state.debug)
+    with progress(state) as show:
+        report = run_isolated(pipeline.run, (recipe,), {"checked": True}, show, state.debug)
     state.say(summary(report))
     if state.json:
         click.echo(reports_json([report]), nl=False)
@@ -190,7 +191,8 @@ def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples
         absolute(report), absolute(markdown), absolute(junit),
     )
     check.check_verify_job(job)
-    result = run_isolated(check.verify_file, (job,), {"checked": True}, progress(state), state.debug)
+    with progress(state) as show:
+        result = run_isolated(check.verify_file, (job,), {"checked": True}, show, state.debug)
     state.say(summary(result))
     if state.json:
         click.echo(result.to_json(), nl=False)

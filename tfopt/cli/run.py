@@ -81,7 +81,8 @@ def _run_many(state: State, named: list, combined: dict[str, Path | None]) -> No
         state.say(f"=== [{i}/{len(named)}] {name}")
         try:
             pipeline.preflight(recipe)
-            report = run_isolated(pipeline.run, (recipe,), {"checked": True}, progress(state), state.debug)
+            with progress(state) as show:
+                report = run_isolated(pipeline.run, (recipe,), {"checked": True}, show, state.debug)
         except TfoptError as e:
             state.say(f"Error: {e}")
             outcomes.append(Outcome(name, error=str(e), error_code=e.exit_code))

@@ -9,7 +9,7 @@ compile config, else the output activation and the label shape.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from .. import _tf
 from ..data import UNNAMED, DataPlan, load_data
 from ..errors import DataError, UsageError
 from ..models import LoadedModel
+from ..progress import Progress, counter
 from ..recipe.schema import DataSection, TrainSection
 
 LABELS = "labels"
@@ -161,19 +162,30 @@ def compile_for(model, data: TrainSet, learning_rate: float) -> None:
     model.compile(optimizer=K.optimizers.Adam(learning_rate), loss=loss)
 
 
-def fit(model, data: TrainSet, train: TrainSection, label: str, callbacks: list, progress: Callable[[str], None]) -> dict:
-    """Train ``model`` (compiled) on ``data``; report epoch progress; return the history per epoch."""
+def fit(model, data: TrainSet, train: TrainSection, label: str, callbacks: list, progress: Progress) -> dict:
+    """Train ``model`` (compiled) on ``data``; report steps (with the loss) and epochs; return the history per epoch."""
     K = _tf.tf_keras()
-    epochs = train.epochs
+    epochs, per_epoch = train.epochs, steps_per_epoch(data, train.batch_size)
+    tick = counter(progress, label, epochs * per_epoch, "steps")
 
-    class Progress(K.callbacks.Callback):
+    class Ticks(K.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss", float("nan"))
+            tick(self.epoch * per_epoch + batch + 1, f"epoch {self.epoch + 1}/{epochs}, loss {loss:.4f}")
+
         def on_epoch_end(self, epoch, logs=None):
-            progress(f"{label}: epoch {epoch + 1}/{epochs}, loss {(logs or {}).get('loss', float('nan')):.4f}")
+            loss = (logs or {}).get("loss", float("nan"))
+            tick((epoch + 1) * per_epoch, f"epoch {epoch + 1}/{epochs}, loss {loss:.4f}", milestone=True)
 
     try:
         history = model.fit(
             data.feed(data.x), data.feed(data.y), batch_size=train.batch_size, epochs=epochs,
-            shuffle=True, verbose=0, callbacks=[*callbacks, Progress()],
+            shuffle=True, verbose=0, callbacks=[*callbacks, Ticks()],
         )
     except (ValueError, _tf.tf().errors.OpError) as e:  # labels that do not fit the loss or the outputs
         text = " ".join(str(e).split())
