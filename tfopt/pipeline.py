@@ -240,7 +240,7 @@ def execute(recipe: Recipe, progress: Progress | None = None, *, checked: bool =
     timings = Timings(progress)
     _tf.prefer_legacy_keras(bool(recipe.stages))  # only fine-tuning needs tf_keras for TF-MOT
     with timings("load"):
-        original, fixed = _load(recipe)
+        original, fixed = load(recipe)
         plan = shared.plan if shared is not None else plan_data(recipe, original)
     session = Session(recipe, original, plan, fixed, progress)
     if shared is not None:
@@ -251,36 +251,11 @@ def execute(recipe: Recipe, progress: Progress | None = None, *, checked: bool =
         session.close()
 
 
-def _load(recipe: Recipe) -> tuple[LoadedModel, dict]:
+def load(recipe: Recipe) -> tuple[LoadedModel, dict]:
     _tf.seed_everything(recipe.seed)
     original = load_model(recipe.model.path, recipe.model.custom_objects)
     fixed = shapes.resolve(original.inputs, recipe.model.input_shapes)
     return original.replace(inputs=shapes.apply(original.inputs, fixed)), fixed  # data are checked against these
-
-
-def prepare(recipe: Recipe, progress: Progress | None = None) -> tuple[Shared, bytes, Report]:
-    """What sweep candidates share, computed once: (Shared, the float32 baseline's bytes, a report of the
-    original — model, data, timings, notes — without verification)."""
-    progress = progress or _noop
-    timings = Timings(progress)
-    with timings("load"):
-        original, fixed = _load(recipe)
-        plan = plan_data(recipe, original)
-    session = Session(recipe, original, plan, fixed, progress)
-    try:
-        with timings("reference outputs"):
-            session.prepare_reference()
-        with timings("convert float32 baseline"):
-            baseline = session.converter(original).convert(session.config(modes.FLOAT32))
-    finally:
-        session.close()
-    size = size_of(baseline.data)
-    report = Report(recipe=recipe, model=model_info(original), mode=modes.FLOAT32.name, output=None,
-                    data=data_info(plan, session.calibration(modes.INT8)), io_types=baseline.tflite.io_types(),
-                    sizes=Sizes(size_of(Path(recipe.model.path)), size, size), timings=dict(timings),
-                    notes=list(plan.notes if plan else []), versions=_tf.versions(),
-                    layer_sizes=layer_sizes(baseline.tflite, keras_layer_names(original)))
-    return Shared(plan, session.reference, session.kinds, size), baseline.data, report
 
 
 def keras_layer_names(model: LoadedModel) -> list[str]:
@@ -365,6 +340,10 @@ def write_reports(recipe: Recipe, reports: list[Report]) -> None:
         write_atomic(o.markdown, _markdown(reports))
     if o.junit:
         write_atomic(o.junit, _junit(reports))
+    if o.html:
+        from .render.html import report_html
+
+        write_atomic(o.html, report_html(reports[0]))
 
 
 def model_info(model: LoadedModel) -> ModelInfo:

@@ -38,7 +38,9 @@ def describe_stage(stage: str | None) -> str:
     if stage.startswith("convert "):
         return f"converting to {stage.split(' ', 1)[1]}"
     return {"load": "loading the model and data", "verify": "verifying", "fine-tune": "fine-tuning",
-            "reference outputs": "running the original model on the evaluation data"}.get(stage, stage)
+            "reference outputs": "running the original model on the evaluation data",
+            "sweep candidates": "running the candidates", "latency": "measuring latency, one model at a time",
+            }.get(stage, stage)
 
 
 class WorkerCrashed(ConversionError):

@@ -89,6 +89,8 @@ def stage_options(fn):
 @click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON report to FILE.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary to FILE.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML (one case per gate) to FILE.")
+@click.option("--html", type=click.Path(path_type=Path),
+              help="Also write a self-contained HTML report with plots to FILE (works offline).")
 @click.option("--seed", type=int, help="Seed for calibration sampling and fine-tuning.  [default: 0]")
 @click.option("--dump-recipe", type=click.Path(path_type=Path),
               help="Write the recipe for this command line to FILE (TOML; JSON for .json; paths relative to its "
@@ -161,9 +163,11 @@ def run_one(state: State, recipe) -> None:
 @click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON report to FILE.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary to FILE.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML (one case per gate) to FILE.")
+@click.option("--html", type=click.Path(path_type=Path),
+              help="Also write a self-contained HTML report with plots to FILE (works offline).")
 @output_options
 def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples, custom_objects, fine_tuned,
-           threshold, output_kind, report, markdown, junit, **limits):
+           threshold, output_kind, report, markdown, junit, html, **limits):
     """Verify an existing TFLITE model against its --reference model on --data.
 
     The gates are the defaults of the mode the file was converted with (read from its tensor types),
@@ -188,7 +192,7 @@ def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples
     job = check.VerifyJob(
         absolute(tflite), absolute(reference), absolute(data), custom, eval_samples, section.limits(),
         parse_overrides(output_kind), 0.5 if threshold is None else threshold, fine_tuned,
-        absolute(report), absolute(markdown), absolute(junit),
+        absolute(report), absolute(markdown), absolute(junit), absolute(html),
     )
     check.check_verify_job(job)
     with progress(state) as show:
