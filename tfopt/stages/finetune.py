@@ -50,8 +50,8 @@ def train_set(loaded: LoadedModel, model, train: TrainSection, data: DataSection
         # every sample of the training file trains (no calibration / evaluation split)
         train_plan = load_data(data.train, loaded.inputs, loaded.outputs, calibration_samples=10**12,
                                seed=seed, scale=data.scale, offset=data.offset)
-        if plan is not None and UNNAMED in train_plan.train.rows(train_plan.train.index[:1])[1]:
-            named = [k for k in plan.train.rows(plan.train.index[:1])[1] if k != UNNAMED]
+        if plan is not None and UNNAMED in train_plan.train.split.rows(train_plan.train.index[:1])[1]:
+            named = [k for k in plan.train.split.rows(plan.train.index[:1])[1] if k != UNNAMED]
             if len(named) == 1:
                 train_plan.name_labels(named[0])  # the same output the evaluation labels went to
         subset = train_plan.train
