@@ -93,3 +93,42 @@ def test_parallel_calls_each_end_in_their_own_outcome():
     assert isinstance(outcomes[1], WorkerCrashed) and "crashed (SIGABRT) while converting to int8" in str(outcomes[1])
     assert isinstance(outcomes[2], UsageError) and str(outcomes[2]) == "bad flag (try another)"
     assert sorted(events) == [(0, "load"), (1, "convert int8"), (1, "load"), (3, "load")]
+
+
+def test_ctrl_c_stops_every_parallel_worker_exits_130_and_leaves_nothing(tmp_path):
+    """SIGINT to the process group while two workers run side by side (a sweep with --jobs 2)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from test_worker import ROOT, _alive
+
+    markers = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        import wild_helpers
+        from tfopt.errors import Interrupted
+        from tfopt.worker import run_parallel
+        calls = [(wild_helpers.wait_forever, (m,), {{}}) for m in {[str(m) for m in markers]!r}]
+        try:
+            run_parallel(calls, jobs=2)
+        except Interrupted as e:
+            print(e)
+            sys.exit(e.exit_code)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=ROOT)
+    deadline = time.monotonic() + 90
+    while not all(m.exists() for m in markers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(m.read_text()) for m in markers]
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out.strip() == "interrupted: nothing written"
+    assert not any(_alive(pid) for pid in workers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pid", "b.pid"]
