@@ -252,6 +252,6 @@ def _scatters(result: SweepResult) -> list[str]:
         if not points:
             continue
         svg = plots.scatter(points, xlabel, METRIC_NAMES[result.metric], result.chosen, result.fronts.get(key), percent)
-        out.append(figure(svg, f"{xlabel.split(' (')[0]} vs {METRIC_NAMES[result.metric]}: the dashed line is the "
-                               "Pareto front, the star the chosen candidate"))
+        what = f"{xlabel.split(' (')[0]} vs {METRIC_NAMES[result.metric]}"
+        out.append(figure(svg, f"{what}: the ringed points (dashed line) are the Pareto front, the star the choice"))
     return out

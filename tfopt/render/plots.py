@@ -55,9 +55,9 @@ def scatter(points: list[Point], xlabel: str, ylabel: str, chosen: str | None = 
             ax.scatter([p.x for p in pts], [_y(p.y, percent) for p in pts], s=46, color=COLORS[status],
                        label=status if status != "reference" else "float32 baseline", zorder=3)
     on_front = sorted((p for p in points if p.label in (front or [])), key=lambda p: p.x)
-    if len(on_front) > 1:
-        ax.plot([p.x for p in on_front], [_y(p.y, percent) for p in on_front], "--", color="#457b9d", lw=1.2,
-                label="Pareto front", zorder=2)
+    if on_front:  # ringed, and joined by a dashed line
+        ax.plot([p.x for p in on_front], [_y(p.y, percent) for p in on_front], "--o", color="#457b9d", lw=1.2,
+                markersize=12, markerfacecolor="none", label="Pareto front", zorder=2)
     for p, dy in zip(points, _label_offsets(points)):
         ax.annotate(p.label, (p.x, _y(p.y, percent)), textcoords="offset points", xytext=(5, dy), fontsize=8)
     best = next((p for p in points if p.label == chosen), None)
