@@ -174,7 +174,8 @@ class Baseline:
     def to_dict(self) -> dict:
         size = self.report.sizes.output
         return {"bytes": size.bytes, "gzip_bytes": size.gzip_bytes,
-                "latency": self.latency.to_dict() if self.latency else None, "quality": self.quality}
+                "latency": self.latency.to_dict() if self.latency else None, "quality": self.quality,
+                "shared_timings": self.report.timings}  # what every candidate reuses instead of recomputing
 
 
 @dataclass
