@@ -4,6 +4,9 @@ segfault on real models) becomes a clear error instead of killing tfopt.
 The child is started with ``spawn`` (never ``fork`` a process that has TensorFlow's
 threads) and reports progress, the result or a ``TfoptError`` through a pipe.  Its own
 stderr — TensorFlow's native log noise — goes to a log file that ``--debug`` shows.
+
+    run_isolated(fn, args, kwargs, progress)          # one call; its error is raised here
+    run_parallel([(fn, args, kwargs), ...], jobs=2)   # several (tfopt sweep); each error is its own outcome
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..bench import BenchConfig
-from ..errors import OutputError, TfoptError, UsageError
+from ..errors import DataError, OutputError, UsageError
 from ..files import check_outputs, failed_path, write_atomic
 from ..models import sniff
 from ..convert import output_stem
@@ -76,7 +76,8 @@ def check(config: SweepConfig) -> None:
     if config.base.data.path is None:
         raise UsageError("tfopt sweep verifies every candidate: pass --data FILE (held-out data)")
     if not Path(config.base.data.path).exists():
-        raise TfoptError(f"data not found: {config.base.data.path} (expected a .npz or .npy file or a folder)")
+        raise DataError(f"data not found: {config.base.data.path} (expected a .npz or .npy file or a folder of class "
+                        "sub-folders)")
     check_outputs(config.outputs(), config.base.input_paths())
     if config.output_dir:
         folder = Path(config.output_dir)
@@ -168,8 +169,8 @@ def _assemble(config: SweepConfig, rows: list[CandidateRow], base_report, latenc
     lat = config.latency
     result.latency_settings = {"threads": lat.threads, "runs": lat.runs, "warmup": lat.warmup,
                                "measured": "one model at a time in one process, after every candidate ran"}
-    result.executor = {"kind": config.executor, "jobs": config.jobs,
-                       **({"address": config.address} if config.executor == "ray" else {})}
+    result.executor = {"kind": config.executor, **({"address": config.address} if config.address else
+                                                    {"jobs": config.jobs})}
     result.timings = timings
     return result
 
