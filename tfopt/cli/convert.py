@@ -20,7 +20,7 @@ def _block(ctx, param, value):
     return [int(rows), int(cols)]
 
 
-def _input_shapes(ctx, param, value):
+def input_shapes_option(ctx, param, value):
     from ..errors import UsageError
     from ..shapes import parse_flags
 
@@ -75,7 +75,7 @@ def stage_options(fn):
 @click.option("--scale", type=float, help="Image folders: pixel * scale + offset (default 1/255).")
 @click.option("--offset", type=float, help="Image folders: added after --scale (default 0).")
 @click.option("--custom-objects", help="FILE.py or module:attr registering custom layers for loading.")
-@click.option("--input-shape", multiple=True, callback=_input_shapes, metavar="[NAME=]d0,d1,...",
+@click.option("--input-shape", multiple=True, callback=input_shapes_option, metavar="[NAME=]d0,d1,...",
               help="Static shape (batch first, -1 = dynamic batch) for an input with dynamic dimensions, "
                    "e.g. seq=1,20,8 for an RNN; repeat per input.")
 @click.option("--allow-float-fallback", is_flag=True, default=None, help="int8: keep ops without integer kernels in float.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .convert import _input_shapes
+from .convert import input_shapes_option
 from .options import State, limit_options, output_options, progress
 
 OBJECTIVE_HELP = ("What 'best' minimises among the candidates that pass every gate: size (.tflite bytes), gzip "
@@ -46,7 +46,7 @@ def _candidate_help() -> str:
 @click.option("--scale", type=float, help="Image folders: pixel * scale + offset (default 1/255).")
 @click.option("--offset", type=float, help="Image folders: added after --scale (default 0).")
 @click.option("--custom-objects", help="FILE.py or module:attr registering custom layers for loading.")
-@click.option("--input-shape", multiple=True, callback=_input_shapes, metavar="[NAME=]d0,d1,...",
+@click.option("--input-shape", multiple=True, callback=input_shapes_option, metavar="[NAME=]d0,d1,...",
               help="Static shape for an input with dynamic dimensions (see convert --input-shape).")
 @click.option("--allow-float-fallback", is_flag=True, default=None, help="int8 candidates: keep ops without integer kernels in float.")
 @click.option("--epochs", type=int, help="Fine-tuning epochs per stage of the fine-tuning candidates.  [default: 2]")

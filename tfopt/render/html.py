@@ -227,7 +227,9 @@ def sweep_html(result: SweepResult) -> str:
     if focus is not None and focus.report is not None:
         body += [f"<h2>{'Chosen' if result.chosen else 'Closest'}: {esc(focus.name)} ({esc(focus.summary)})</h2>"]
         body += report_sections(focus.report, level=3)
-    body.append(f"<p><small>executor: {esc(result.executor)}; timings: {esc(result.timings)}</small></p>")
+    where = ", ".join(f"{k} {v}" for k, v in result.executor.items())
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    body.append(f"<p><small>executor: {esc(where)}; timings: {esc(timing)}</small></p>")
     return page(f"tfopt sweep — {result.baseline.report.model.path}", body)
 
 
