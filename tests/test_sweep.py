@@ -137,3 +137,23 @@ def test_when_no_candidate_passes_the_closest_is_named_and_set_aside_exit_3(cli,
     miss = round(200 - sqnr[closest], 4)
     assert doc["candidates"][[c["name"] for c in doc["candidates"]].index(closest)]["miss"] == pytest.approx(miss, abs=1e-3)
     assert f"Error: no candidate met every gate; closest: {closest} (misses by " in result.stderr
+
+
+def test_a_candidate_with_the_shared_preparation_equals_a_plain_convert(tiny, tmp_path):
+    """What the sweep shares (data plan, reference outputs, kinds, float32 size) changes no number and no byte."""
+    from tfopt.pipeline import run
+    from tfopt.recipe import from_dict
+    from tfopt.sweep.candidates import CANDIDATES
+    from tfopt.sweep.jobs import prepare, run_candidate
+
+    base = from_dict({"model": {"path": str(tiny["h5"])}, "data": {"path": str(tiny["npz"])},
+                      "output": {"tflite": str(tmp_path / "plain.tflite")}})
+    shared, baseline, prepared = prepare(base)
+    assert set(prepared.timings) == {"load", "reference outputs", "convert float32 baseline"}
+    recipe = CANDIDATES["int8"].build(base)
+    candidate = run_candidate(recipe, shared)
+    plain = run(recipe)
+    assert candidate.data == (tmp_path / "plain.tflite").read_bytes()
+    assert candidate.report.verification.to_dict()["outputs"] == plain.verification.to_dict()["outputs"]
+    assert candidate.report.sizes.to_dict() == plain.sizes.to_dict() and shared.float32_tflite.bytes == len(baseline)
+    assert "reference outputs" not in candidate.report.timings and "convert float32 baseline" not in candidate.report.timings
