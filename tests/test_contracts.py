@@ -17,7 +17,8 @@ CHECK = (
 )
 
 
-@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"], ["verify", "--help"], ["run", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"], ["verify", "--help"], ["run", "--help"],
+                                  ["sweep", "--help"]])
 def test_help_does_not_import_tensorflow(args):
     out = subprocess.run([sys.executable, "-c", CHECK.format(args=args)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

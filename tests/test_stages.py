@@ -56,7 +56,7 @@ def run_stages(model: Path, data: Path, stages: list[dict], quantize: str = "non
     from tfopt.pipeline import run
 
     train = {**FAST, **extra.pop("train", {})}
-    raw = {"model": {"path": str(model)}, "data": {"path": str(data), "calibration_samples": 64},
+    raw = {"model": {"path": str(model)}, "data": {"path": str(data), "calibration_samples": 64, **extra.pop("data_", {})},
            "stages": stages, "train": train,
            "convert": {"quantize": quantize, **extra.pop("convert", {})},
            "output": {"tflite": str(out or Path(model).with_suffix(f".{len(stages)}.tflite"))}, **extra}
@@ -167,6 +167,16 @@ def test_unlabelled_data_distills_from_the_original_model(cnn):
     assert stage["loss_function"] == "categorical_crossentropy"
     assert stage["train_samples"] == 240  # a one-split source: 80 % fine-tunes, 20 % evaluates
     assert abs(stage["kernel_sparsity"] - 0.5) <= 0.02
+
+
+def test_a_training_file_with_plain_y_labels_trains_the_output_they_fit(tiny, tmp_path):
+    """--train-data holding x/y: its unnamed labels go to the output the evaluation labels went to."""
+    report = run_stages(tiny["h5"], tiny["npz"], [{"kind": "prune", "sparsity": 0.5}], out=tmp_path / "m.tflite",
+                        data_={"train": str(tiny["xy"])})
+    (stage,) = report["stages"]
+    assert (stage["target"], stage["train_samples"], stage["loss_function"]) == (LABELS, 600,
+                                                                                "sparse_categorical_crossentropy")
+    assert report["ok"] and abs(stage["kernel_sparsity"] - 0.5) <= 0.02
 
 
 def _keras3_functional(path: Path, extra_layer=None):

@@ -106,6 +106,20 @@ def test_every_missed_gate_is_reported_with_kind_value_and_limit():
     ]
 
 
+def test_a_drop_exactly_at_the_limit_passes_despite_float_noise():
+    """948 then 938 right of 1000: 0.948 - 0.938 = 0.010000000000000009, which is 1 point, not more."""
+    truth = np.arange(1000) % 4
+    ref_pred, out_pred = truth.copy(), truth.copy()
+    ref_pred[:52], out_pred[:62] = (truth[:52] + 1) % 4, (truth[:62] + 1) % 4
+    result = scored("probs", CLS, np.eye(4)[ref_pred], np.eye(4)[out_pred], truth,
+                    GateSettings(MODES["int8"], limits={"agreement": {"*": 0.99}}))
+    drop = next(g for g in result.gates if g.metric == "accuracy_drop")
+    assert drop.value > 0.01 and drop.value == pytest.approx(0.01) and drop.passed
+    agreement = next(g for g in result.gates if g.metric == "agreement")
+    assert agreement.value == pytest.approx(0.99) and agreement.passed
+    assert not Gate("accuracy_drop", 0.01, 0.011, "x").passed and not Gate("agreement", 0.99, 0.989, "x").passed
+
+
 def test_regression_heads_are_not_judged_by_argmax():
     rng = np.random.default_rng(0)
     ref = rng.normal(0, 1, (100, 4))

@@ -121,13 +121,18 @@ def _time_loop(step: Callable[[], object], config: BenchConfig) -> list[float]:
 def bench_tflite(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndarray] | None = None
                  ) -> tuple[BenchRun, dict[str, np.ndarray]]:
     """Benchmark one .tflite; returns its numbers and the float inputs it used (to reuse)."""
-    from .tflite import Runner, read
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"TFLite model not found: {path} (expected a .tflite file)")
-    data = path.read_bytes()
-    model = read(data, str(path))  # a clear error for a file that is not a TFLite model
+    return bench_bytes(path.read_bytes(), str(path), config, feeds)
+
+
+def bench_bytes(data: bytes, label: str, config: BenchConfig, feeds: dict[str, np.ndarray] | None = None
+                ) -> tuple[BenchRun, dict[str, np.ndarray]]:
+    """Benchmark a .tflite held in memory (``tfopt sweep`` measures its candidates so)."""
+    from .tflite import Runner, read
+
+    model = read(data, label)  # a clear error for bytes that are not a TFLite model
     before, _ = rss_mb()
     t0 = time.perf_counter()
     try:
@@ -135,7 +140,7 @@ def bench_tflite(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndar
     except Exception as e:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError for a batch it cannot take
         if config.batch == 1:
             raise
-        raise UsageError(f"--batch {config.batch}: {path} cannot run with this batch size "
+        raise UsageError(f"--batch {config.batch}: {label} cannot run with this batch size "
                          f"({' '.join(str(e).split())[:200]}); use --batch 1") from e
     load_ms = (time.perf_counter() - t0) * 1000
     shapes = runner.raw_input_shapes()
@@ -146,7 +151,7 @@ def bench_tflite(path: str | Path, config: BenchConfig, feeds: dict[str, np.ndar
     times = _time_loop(runner.invoke, config)
     current, peak = rss_mb()
     size = size_of(data)
-    run = BenchRun(str(path), "tflite", size.bytes, size.gzip_bytes, round(load_ms, 2),
+    run = BenchRun(label, "tflite", size.bytes, size.gzip_bytes, round(load_ms, 2),
                    **percentiles(times, config.batch), peak_rss_mb=peak, rss_increase_mb=round(current - before, 1))
     return run, feeds
 

@@ -25,6 +25,7 @@ from .data import Subset
 from .errors import UsageError
 from .models import LoadedModel
 from .modes import Mode
+from .progress import Progress, counter, noop
 from .tflite import TFLiteModel, read
 
 
@@ -71,8 +72,9 @@ class ConvertResult:
 class Converter:
     """Converts one model; remembers every configuration it converted and the Keras 3 export."""
 
-    def __init__(self, model: LoadedModel):
+    def __init__(self, model: LoadedModel, progress: Progress = noop):
         self.model = model
+        self.progress = progress  # calibration samples are counted
         self._results: dict[tuple, ConvertResult] = {}
         self._exports: dict[tuple, str] = {}
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -116,7 +118,8 @@ class Converter:
                     ops.add(tf.lite.OpsSet.TFLITE_BUILTINS)
                 converter.target_spec.supported_ops = ops
             if config.mode.needs_calibration:
-                converter.representative_dataset = representative(self.model, calibration)
+                tick = counter(self.progress, f"calibrating {config.mode.name}", len(calibration), "samples")
+                converter.representative_dataset = representative(self.model, calibration, tick)
             with _tf.quiet_native():
                 return converter.convert()
 
@@ -193,14 +196,18 @@ def export_keras3(model: LoadedModel, tf, workdir: str, shapes: dict | None = No
     return path
 
 
-def representative(model: LoadedModel, calibration: Subset) -> Callable:
-    """The converter's representative dataset: one sample at a time, fed by input name."""
+def representative(model: LoadedModel, calibration: Subset, tick: Callable[[int], None] | None = None) -> Callable:
+    """The converter's representative dataset: one sample at a time, fed by input name (``tick(n)`` counts them)."""
     names = [s.name for s in model.inputs]
 
     def gen():
+        done = 0
         for x, _ in calibration.batches(32):
             for i in range(len(x[names[0]])):  # by name: the converter's input order is not the model's
                 yield {n: x[n][i : i + 1].astype(np.float32) if x[n].dtype.kind == "f" else x[n][i : i + 1] for n in names}
+                done += 1
+                if tick:
+                    tick(done)
 
     return gen
 

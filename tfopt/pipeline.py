@@ -12,29 +12,27 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from pathlib import Path
-from typing import Callable
 
 from . import _tf, kinds, modes, shapes
 from .convert import ConvertConfig, ConvertResult, Converter, output_stem
 from .data import UNNAMED, DataPlan, Subset, load_data, random_calibration
 from .errors import DataError, UsageError
-from .files import check_outputs, failed_path, size_of, write_atomic
+from .files import Size, check_outputs, failed_path, size_of, write_atomic
 from .models import LoadedModel, load_model, sniff
 from .modes import Mode
+from .progress import Progress, noop
 from .recipe import Recipe
 from .report import DataInfo, ModelInfo, Report, Sizes, StageMeasure, reports_json
 from .tflite import kernel_sparsity
 from .tflite.reader import array_stats
+from .tflite.sizes import layer_sizes
 from .verify import GateSettings, Reference, VerifyResult, output_metrics, verify
 
-Progress = Callable[[str], None]
-
-
-def _noop(_message: str) -> None:
-    pass
+_noop = noop
 
 
 def default_output(recipe: Recipe) -> str:
@@ -78,8 +76,10 @@ class Timings(dict):
 class Session:
     """What one run computes once and shares: conversions, reference outputs, kinds, verifications."""
 
-    def __init__(self, recipe: Recipe, model: LoadedModel, plan: DataPlan | None, fixed_shapes: dict):
+    def __init__(self, recipe: Recipe, model: LoadedModel, plan: DataPlan | None, fixed_shapes: dict,
+                 progress: Progress = noop):
         self.recipe, self.original, self.plan, self.fixed_shapes = recipe, model, plan, fixed_shapes
+        self.progress = progress
         self.reference: Reference | None = None
         self.kinds: dict[str, kinds.OutputKind] = {}
         self._converters: dict[int, Converter] = {}
@@ -104,7 +104,7 @@ class Session:
     def converter(self, model: LoadedModel) -> Converter:
         key = id(model.model)
         if key not in self._converters:
-            self._converters[key] = Converter(model)
+            self._converters[key] = Converter(model, self.progress)
         return self._converters[key]
 
     def config(self, mode: Mode) -> ConvertConfig:
@@ -134,7 +134,8 @@ class Session:
     def verify(self, result: ConvertResult) -> VerifyResult:
         key = (id(result.tflite), result.mode.name)
         if key not in self._verified:
-            self._verified[key] = verify(result.tflite, self.reference, self.kinds, self.gate_settings(result.mode))
+            self._verified[key] = verify(result.tflite, self.reference, self.kinds, self.gate_settings(result.mode),
+                                         progress=self.progress)
         return self._verified[key]
 
     def measure(self, keras_model, last: bool) -> StageMeasure:
@@ -207,10 +208,33 @@ def plan_data(recipe: Recipe, model: LoadedModel) -> DataPlan | None:
                      fine_tune=bool(recipe.stages) and d.train is None)
 
 
+@dataclass
+class Shared:
+    """What a sweep computes once, in one worker, and hands to every candidate's run (pickled): the data plan
+    (read and validated), the original's outputs on the evaluation samples with the labels matched to
+    outputs, the output kinds, and the size of the original's float32 conversion.  A candidate still loads
+    the model itself (a TensorFlow model cannot cross processes) but recomputes none of these."""
+
+    plan: DataPlan | None
+    reference: Reference | None
+    kinds: dict[str, kinds.OutputKind]
+    float32_tflite: Size | None
+
+
 def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = False) -> Report:
     """Load → optimize stages → convert → verify → write → report.  Raises TfoptError subclasses.
 
     ``checked``: the caller already ran ``preflight`` (the CLI does, before it starts the worker)."""
+    report, data = execute(recipe, progress, checked=checked)
+    report.output, report.failed_output = _write(recipe, data, report.verification)
+    write_reports(recipe, [report])
+    return report
+
+
+def execute(recipe: Recipe, progress: Progress | None = None, *, checked: bool = False,
+            shared: Shared | None = None) -> tuple[Report, bytes]:
+    """``run`` without writing anything: the report and the converted model's bytes.  With ``shared`` (a sweep
+    candidate) the data plan, reference outputs, kinds and float32 size are taken from it, not recomputed."""
     progress = progress or _noop
     if not checked:
         preflight(recipe)
@@ -221,20 +245,32 @@ def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = Fal
 
         strategy_for(recipe.train.strategy)  # before any op: a multi-worker strategy configures the runtime
     with timings("load"):
-        _tf.seed_everything(recipe.seed)
-        original = load_model(recipe.model.path, recipe.model.custom_objects)
-        fixed = shapes.resolve(original.inputs, recipe.model.input_shapes)
-        original = original.replace(inputs=shapes.apply(original.inputs, fixed))  # data are checked against these
-        plan = plan_data(recipe, original)
-    session = Session(recipe, original, plan, fixed)
+        original, fixed = load(recipe)
+        plan = shared.plan if shared is not None else plan_data(recipe, original)
+    session = Session(recipe, original, plan, fixed, progress)
+    if shared is not None:
+        session.reference, session.kinds = shared.reference, shared.kinds
     try:
-        return _run(recipe, session, timings, progress)
+        return _run(recipe, session, timings, progress, shared)
     finally:
         session.close()
 
 
-def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress) -> Report:
-    if recipe.verify.enabled or recipe.stages:
+def load(recipe: Recipe) -> tuple[LoadedModel, dict]:
+    _tf.seed_everything(recipe.seed)
+    original = load_model(recipe.model.path, recipe.model.custom_objects)
+    fixed = shapes.resolve(original.inputs, recipe.model.input_shapes)
+    return original.replace(inputs=shapes.apply(original.inputs, fixed)), fixed  # data are checked against these
+
+
+def keras_layer_names(model: LoadedModel) -> list[str]:
+    """The Keras layer names of a model (none for a bare SavedModel signature)."""
+    return [layer.name for layer in getattr(model.model, "layers", [])]
+
+
+def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
+         shared: Shared | None) -> tuple[Report, bytes]:
+    if (recipe.verify.enabled or recipe.stages) and shared is None:
         with timings("reference outputs"):
             session.prepare_reference()
     model, stage_results = session.original, []
@@ -259,30 +295,31 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress)
     if recipe.verify.enabled:
         with timings("verify"):
             verification = session.verify(result)
-    sizes = _sizes(recipe, session, converter, result, timings)
+    sizes = _sizes(recipe, session, converter, result, timings, shared)
     if stage_results:
         stage_results[-1].exported_output = weights_measure(result, model.model)
-    out, failed = _write(recipe, result, verification)
     notes = (session.plan.notes if session.plan else []) + result.notes
     if recipe.data.calibration == "random" and mode.needs_calibration:
         notes.append("calibrated on synthetic random data (--calibration random): int8 ranges may be wrong")
     report = Report(
-        recipe=recipe, model=model_info(session.original), mode=mode.name, output=out, failed_output=failed,
+        recipe=recipe, model=model_info(session.original), mode=mode.name, output=output_path(recipe),
         data=data_info(session.plan, session.calibration(mode)), io_types=result.tflite.io_types(), sizes=sizes,
         timings=dict(timings), verification=verification, stages=stage_results, notes=notes,
-        versions=_tf.versions(),
+        versions=_tf.versions(), layer_sizes=layer_sizes(result.tflite, keras_layer_names(session.original)),
     )
-    write_reports(recipe, [report])
-    return report
+    return report, result.data
 
 
-def _sizes(recipe: Recipe, session: Session, converter: Converter, result: ConvertResult, timings: Timings) -> Sizes:
+def _sizes(recipe: Recipe, session: Session, converter: Converter, result: ConvertResult, timings: Timings,
+           shared: Shared | None = None) -> Sizes:
     """Bytes and gzip bytes of the input, the output and (when measuring) the float32 TFLite baseline:
     the plain float32 conversion of the user's model, what they would ship without tfopt."""
     sizes = Sizes(input=size_of(Path(recipe.model.path)), output=size_of(result.data))
     baseline = session.config(modes.FLOAT32)
     if result.config == baseline and not recipe.stages:
         sizes.float32_tflite = sizes.output
+    elif shared is not None:
+        sizes.float32_tflite = shared.float32_tflite
     elif recipe.verify.enabled or recipe.stages:  # --no-verify converts only what was asked for
         with timings("convert float32 baseline"):
             sizes.float32_tflite = size_of(session.converter(session.original).convert(baseline).data)
@@ -296,15 +333,15 @@ def _sizes(recipe: Recipe, session: Session, converter: Converter, result: Conve
     return sizes
 
 
-def _write(recipe: Recipe, result: ConvertResult, verification: VerifyResult | None) -> tuple[str | None, str | None]:
+def _write(recipe: Recipe, data: bytes, verification: VerifyResult | None) -> tuple[str | None, str | None]:
     """Only a verified (or explicitly unverified) model sits at the output path; one that missed a gate
     is written beside it as ``<stem>.failed.tflite``."""
     out = output_path(recipe)
     if verification is not None and not verification.passed:
         failed = str(failed_path(out))
-        write_atomic(failed, result.data)
+        write_atomic(failed, data)
         return out, failed
-    write_atomic(out, result.data)
+    write_atomic(out, data)
     return out, None
 
 
@@ -316,6 +353,10 @@ def write_reports(recipe: Recipe, reports: list[Report]) -> None:
         write_atomic(o.markdown, _markdown(reports))
     if o.junit:
         write_atomic(o.junit, _junit(reports))
+    if o.html:
+        from .render.html import report_html
+
+        write_atomic(o.html, report_html(reports[0]))
 
 
 def model_info(model: LoadedModel) -> ModelInfo:

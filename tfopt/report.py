@@ -5,7 +5,7 @@ edge.  Renderings (text, Markdown, JUnit) are in ``render/``.
 
 JSON schema ``tfopt.report/2`` (top-level keys; documented in README.md):
 ``schema, ok, exit_code, recipe, model, data, output, failed_output, mode, io_types, sizes, timings,
-verification, stages, notes, versions``.
+verification, stages, layer_sizes, notes, versions``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from .files import Size
 from .shapes import TensorSpec
+from .tflite.sizes import LayerSize
 from .verify import VerifyResult
 
 SCHEMA = "tfopt.report/2"
@@ -167,6 +168,7 @@ class Report:
     versions: dict[str, str] = field(default_factory=dict)
     failed_output: str | None = None  # a model that missed a gate is written here, never at `output`
     extra: dict[str, Any] = field(default_factory=dict)  # sections other stages add (analysis, auto, slim)
+    layer_sizes: list[LayerSize] = field(default_factory=list)  # bytes per Keras layer in the output .tflite
 
     @property
     def failures(self) -> list[str]:
@@ -192,7 +194,8 @@ class Report:
             "failed_output": self.failed_output, "mode": self.mode, "io_types": self.io_types,
             "sizes": self.sizes.to_dict() if self.sizes else {}, "timings": self.timings,
             "verification": self.verification.to_dict() if self.verification else None,
-            "stages": [s.to_dict() for s in self.stages], "notes": self.notes, "versions": self.versions,
+            "stages": [s.to_dict() for s in self.stages], "layer_sizes": [x.to_dict() for x in self.layer_sizes],
+            "notes": self.notes, "versions": self.versions,
             **{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.extra.items()},
         }
 

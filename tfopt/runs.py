@@ -154,8 +154,9 @@ def refuse_clashes(named: list, combined: dict[str, Path | None]) -> None:
                       {**recipe.input_paths(), f"output of {name}": out})
 
 
-def write_run_reports(outcomes: list[Outcome], report: Path | None, md: Path | None, junit: Path | None) -> None:
-    """``tfopt run --report/--markdown/--junit``: one file each covering every recipe."""
+def write_run_reports(outcomes: list[Outcome], report: Path | None, md: Path | None, junit: Path | None,
+                      html: Path | None = None) -> None:
+    """``tfopt run --report/--markdown/--junit/--html``: one file each covering every recipe."""
     if report:
         write_atomic(report, run_json(outcomes))
     if md:
@@ -163,3 +164,14 @@ def write_run_reports(outcomes: list[Outcome], report: Path | None, md: Path | N
     if junit:
         suites = [(o.name, o.report, o.error) for o in outcomes]
         write_atomic(junit, junit_xml([r for _, r, _ in suites if r is not None], suites=suites))
+    if html:
+        write_atomic(html, run_html(outcomes))
+
+
+def run_html(outcomes: list[Outcome]) -> str:
+    """One HTML page: the summary table of every recipe, then each recipe's report (plots included)."""
+    from .render.html import runs_html
+
+    failed = sum(not o.ok for o in outcomes)
+    title = "tfopt run — all passed" if not failed else f"tfopt run — {failed} of {len(outcomes)} did not pass"
+    return runs_html(title, SUMMARY_HEADER, summary_rows(outcomes), [(o.name, o.report, o.error) for o in outcomes])

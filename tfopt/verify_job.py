@@ -14,9 +14,10 @@ from .errors import DataError, ModelLoadError
 from .files import check_outputs, size_of, write_atomic
 from .models import load_model, sniff
 from .modes import Mode
-from .pipeline import Progress, Timings, _junit, _markdown, _noop, data_info, model_info
+from .pipeline import Progress, Timings, _junit, _markdown, _noop, data_info, keras_layer_names, model_info
 from .report import Report, Sizes, reports_json
 from .tflite import TFLiteModel, is_tflite_bytes, read
+from .tflite.sizes import layer_sizes
 from .verify import GateSettings, Reference, verify
 
 @dataclass(frozen=True)
@@ -35,9 +36,10 @@ class VerifyJob:
     report: str | None = None
     markdown: str | None = None
     junit: str | None = None
+    html: str | None = None
 
     def outputs(self) -> dict[str, str | None]:
-        return {"--report": self.report, "--markdown": self.markdown, "--junit": self.junit}
+        return {"--report": self.report, "--markdown": self.markdown, "--junit": self.junit, "--html": self.html}
 
     def inputs(self) -> dict[str, str | None]:
         return {"TFLite model": self.tflite, "reference": self.reference, "data file": self.data}
@@ -76,20 +78,28 @@ def verify_file(job: VerifyJob, progress: Progress | None = None, *, checked: bo
         reference.labels = labels
     mode = detect_mode(tflite)
     with timings("verify"):
-        result = verify(tflite, reference, decided, GateSettings(mode, job.finetuned, job.limits, job.threshold))
+        result = verify(tflite, reference, decided, GateSettings(mode, job.finetuned, job.limits, job.threshold),
+                        progress=progress)
     report = Report(
         recipe=None, model=model_info(original), mode=mode.name, output=job.tflite, data=data_info(plan, None),
         io_types=tflite.io_types(), sizes=Sizes(size_of(Path(job.reference)), size_of(data)), timings=dict(timings),
         verification=result, notes=plan.notes + [f"gates: the defaults of {mode.name}, the mode this file was "
                                                  "converted with (read from its tensor types)"],
         versions=_tf.versions(), extra={"command": "verify"},
+        layer_sizes=layer_sizes(tflite, keras_layer_names(original)),
     )
     o = job
     for path, text in ((o.report, lambda: reports_json([report])), (o.markdown, lambda: _markdown([report])),
-                       (o.junit, lambda: _junit([report]))):
+                       (o.junit, lambda: _junit([report])), (o.html, lambda: _html(report))):
         if path:
             write_atomic(path, text())
     return report
+
+
+def _html(report: Report) -> str:
+    from .render.html import report_html
+
+    return report_html(report)
 
 
 def detect_mode(tflite: TFLiteModel) -> Mode:

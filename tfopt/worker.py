@@ -4,11 +4,15 @@ segfault on real models) becomes a clear error instead of killing tfopt.
 The child is started with ``spawn`` (never ``fork`` a process that has TensorFlow's
 threads) and reports progress, the result or a ``TfoptError`` through a pipe.  Its own
 stderr — TensorFlow's native log noise — goes to a log file that ``--debug`` shows.
+
+    run_isolated(fn, args, kwargs, progress)          # one call; its error is raised here
+    run_parallel([(fn, args, kwargs), ...], jobs=2)   # several (tfopt sweep); each error is its own outcome
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import shutil
@@ -20,6 +24,7 @@ from typing import Any, Callable
 
 from . import _tf
 from .errors import ConversionError, Interrupted, TfoptError
+from .progress import Progress, noop, step_name
 
 STOP_GRACE_SECONDS = 5  # after an interrupt the worker gets this long to clean up (temp files) before SIGKILL
 
@@ -36,7 +41,9 @@ def describe_stage(stage: str | None) -> str:
     if stage.startswith("convert "):
         return f"converting to {stage.split(' ', 1)[1]}"
     return {"load": "loading the model and data", "verify": "verifying", "fine-tune": "fine-tuning",
-            "reference outputs": "running the original model on the evaluation data"}.get(stage, stage)
+            "reference outputs": "running the original model on the evaluation data",
+            "sweep candidates": "running the candidates", "latency": "measuring latency, one model at a time",
+            }.get(stage, stage)
 
 
 class WorkerCrashed(ConversionError):
@@ -71,49 +78,125 @@ def _child(conn, fn: Callable, args: tuple, kwargs: dict, log_path: str | None, 
         conn.close()
 
 
+class Job:
+    """One call of ``fn(*args, **kwargs, progress=...)`` in a fresh spawned process, read message by message.
+
+    ``start()`` launches it; ``next()`` blocks for its next message and returns ``("progress", event)`` or
+    ``("result", value)``, or raises its ``TfoptError`` (a crash: ``WorkerCrashed``; a bug: ``RuntimeError``
+    with the worker's traceback); ``close()`` stops it if it still runs and removes its scratch folder.
+    Several jobs are multiplexed on ``connection`` (``run_parallel``)."""
+
+    def __init__(self, fn: Callable, args: tuple = (), kwargs: dict | None = None, debug: bool = False):
+        ctx = multiprocessing.get_context("spawn")
+        self.connection, child = ctx.Pipe(duplex=False)
+        self.scratch = tempfile.mkdtemp(prefix="tfopt-worker-")  # the worker's TMPDIR: no leftovers after a crash
+        self.log_path = None if debug else os.path.join(self.scratch, "native.log")
+        self._child_end = child
+        self.proc = ctx.Process(target=_child, args=(child, fn, args, kwargs or {}, self.log_path, self.scratch),
+                                daemon=True)
+        self.stage: str | None = None  # the last step the worker reported: what a crash happened during
+
+    def start(self) -> Job:
+        self.proc.start()
+        self._child_end.close()
+        return self
+
+    def next(self) -> tuple[str, Any]:
+        try:
+            kind, *payload = self.connection.recv()
+        except EOFError:
+            self.proc.join()
+            raise _crash(self.proc.exitcode, self.stage, self.log_path) from None
+        if kind == "progress":
+            self.stage = step_name(payload[0]) or self.stage
+            return kind, payload[0]
+        if kind == "result":
+            return kind, payload[0]
+        if kind == "error":
+            raise payload[0]
+        raise RuntimeError(f"{payload[0]}\n--- worker traceback ---\n{payload[1]}")
+
+    def close(self) -> None:
+        self.connection.close()
+        self._child_end.close()
+        if self.proc.is_alive():
+            _stop(self.proc)
+        if self.proc.pid is not None:
+            self.proc.join(timeout=STOP_GRACE_SECONDS)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
 def run_isolated(
-    fn: Callable, args: tuple = (), kwargs: dict | None = None, progress: Callable[[str], None] | None = None,
+    fn: Callable, args: tuple = (), kwargs: dict | None = None, progress: Progress | None = None,
     debug: bool = False,
 ) -> Any:
     """Call ``fn(*args, **kwargs, progress=...)`` in a fresh process and return its result.
 
     ``fn`` is a module-level function (spawn pickles it by reference).  Ctrl-C stops the worker
     (SIGTERM, then SIGKILL after a grace period) and raises ``Interrupted`` (exit 130)."""
-    progress = progress or (lambda _m: None)
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    scratch = tempfile.mkdtemp(prefix="tfopt-worker-")  # the worker's TMPDIR: no leftovers after a crash
-    log_path = None if debug else os.path.join(scratch, "native.log")
-    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs or {}, log_path, scratch), daemon=True)
-    stage: str | None = None
+    progress = progress or noop
+    job = Job(fn, args, kwargs, debug)
     try:
-        proc.start()
-        child.close()
+        job.start()
         while True:
-            try:
-                kind, *payload = parent.recv()
-            except EOFError:
-                break
-            if kind == "progress":
-                stage = payload[0]
-                progress(stage)
-            elif kind == "result":
-                return payload[0]
-            elif kind == "error":
-                raise payload[0]
-            elif kind == "bug":
-                raise RuntimeError(f"{payload[0]}\n--- worker traceback ---\n{payload[1]}")
-        proc.join()
-        raise _crash(proc.exitcode, stage, log_path)
+            kind, payload = job.next()
+            if kind == "result":
+                return payload
+            progress(payload)
     except KeyboardInterrupt:
-        _stop(proc)
         raise Interrupted("interrupted: nothing written") from None
     finally:
-        parent.close()
-        if proc.is_alive():
-            _stop(proc)
-        proc.join(timeout=STOP_GRACE_SECONDS)
-        shutil.rmtree(scratch, ignore_errors=True)
+        job.close()
+
+
+def run_parallel(
+    calls: list[tuple[Callable, tuple, dict]], jobs: int, progress: Callable[[int, Any], None] | None = None,
+    debug: bool = False, done: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """Run each call in its own process, at most ``jobs`` at a time; one outcome per call, in order:
+    its result, or the ``TfoptError`` it ended with (a crash is ``WorkerCrashed``, a bug a ``TfoptError``
+    naming it) — one call's failure never stops the others.  ``progress(i, event)`` and ``done(i, outcome)``
+    report per call.  Ctrl-C stops every worker and raises ``Interrupted``."""
+    outcomes: list[Any] = [None] * len(calls)
+    pending, running = list(range(len(calls))), {}
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                i = pending.pop(0)
+                running[i] = Job(*calls[i], debug=debug).start()
+            by_conn = {job.connection: i for i, job in running.items()}
+            for conn in multiprocessing.connection.wait(list(by_conn)):
+                i = by_conn[conn]
+                outcome = _step(running[i], i, progress)
+                if outcome is not _RUNNING:
+                    running.pop(i).close()
+                    outcomes[i] = outcome
+                    if done:
+                        done(i, outcome)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: nothing written") from None
+    finally:
+        for job in running.values():
+            job.close()
+    return outcomes
+
+
+_RUNNING = object()
+
+
+def _step(job: Job, i: int, progress: Callable[[int, Any], None] | None) -> Any:
+    """Read one message of a parallel job: ``_RUNNING``, or its outcome (result or error)."""
+    try:
+        kind, payload = job.next()
+    except TfoptError as e:
+        return e
+    except RuntimeError as e:  # a bug in the worker: this call's failure, with the first line of its traceback
+        return TfoptError(f"internal error: {str(e).splitlines()[0]}", "run with --debug for the traceback")
+    if kind == "result":
+        return payload
+    if progress:
+        progress(i, payload)
+    return _RUNNING
 
 
 def _stop(proc) -> None:

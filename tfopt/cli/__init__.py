@@ -12,6 +12,7 @@ import click
 
 from .convert import convert, verify
 from .run import recipes, run
+from .sweep import sweep
 from .tools import bench, export_c, inspect, train
 
 
@@ -28,13 +29,14 @@ def main():
       tfopt convert sample_models/mnist_cnn.h5 --quantize int8 --data sample_models/mnist.npz -o out/m.tflite
       tfopt verify out/m.tflite --reference sample_models/mnist_cnn.h5 --data sample_models/mnist.npz
       tfopt run int8 --set model.path=model.h5 --set data.path=data.npz
+      tfopt sweep sample_models/mnist_cnn.h5 --data sample_models/mnist.npz -o out/best.tflite
 
     Exit codes: 0 ok, 1 error, 2 usage or recipe error, 3 verification missed a threshold, 130 interrupted.
     """
     signal.signal(signal.SIGTERM, _sigterm)
 
 
-for command in (convert, verify, run, recipes, inspect, bench, export_c, train):
+for command in (convert, verify, run, sweep, recipes, inspect, bench, export_c, train):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ def _block(ctx, param, value):
     return [int(rows), int(cols)]
 
 
-def _input_shapes(ctx, param, value):
+def input_shapes_option(ctx, param, value):
     from ..errors import UsageError
     from ..shapes import parse_flags
 
@@ -81,7 +81,7 @@ def stage_options(fn):
 @click.option("--scale", type=float, help="Image folders: pixel * scale + offset (default 1/255).")
 @click.option("--offset", type=float, help="Image folders: added after --scale (default 0).")
 @click.option("--custom-objects", help="FILE.py or module:attr registering custom layers for loading.")
-@click.option("--input-shape", multiple=True, callback=_input_shapes, metavar="[NAME=]d0,d1,...",
+@click.option("--input-shape", multiple=True, callback=input_shapes_option, metavar="[NAME=]d0,d1,...",
               help="Static shape (batch first, -1 = dynamic batch) for an input with dynamic dimensions, "
                    "e.g. seq=1,20,8 for an RNN; repeat per input.")
 @click.option("--allow-float-fallback", is_flag=True, default=None, help="int8: keep ops without integer kernels in float.")
@@ -95,6 +95,8 @@ def stage_options(fn):
 @click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON report to FILE.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary to FILE.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML (one case per gate) to FILE.")
+@click.option("--html", type=click.Path(path_type=Path),
+              help="Also write a self-contained HTML report with plots to FILE (works offline).")
 @click.option("--seed", type=int, help="Seed for calibration sampling and fine-tuning.  [default: 0]")
 @click.option("--dump-recipe", type=click.Path(path_type=Path),
               help="Write the recipe for this command line to FILE (TOML; JSON for .json; paths relative to its "
@@ -145,7 +147,8 @@ def run_one(state: State, recipe) -> None:
     from ..worker import run_isolated
 
     pipeline.preflight(recipe)
-    report = run_isolated(pipeline.run, (recipe,), {"checked": True}, progress(state), state.debug)
+    with progress(state) as show:
+        report = run_isolated(pipeline.run, (recipe,), {"checked": True}, show, state.debug)
     state.say(summary(report))
     if state.json:
         click.echo(reports_json([report]), nl=False)
@@ -166,9 +169,11 @@ def run_one(state: State, recipe) -> None:
 @click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON report to FILE.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write a Markdown summary to FILE.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML (one case per gate) to FILE.")
+@click.option("--html", type=click.Path(path_type=Path),
+              help="Also write a self-contained HTML report with plots to FILE (works offline).")
 @output_options
 def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples, custom_objects, fine_tuned,
-           threshold, output_kind, report, markdown, junit, **limits):
+           threshold, output_kind, report, markdown, junit, html, **limits):
     """Verify an existing TFLITE model against its --reference model on --data.
 
     The gates are the defaults of the mode the file was converted with (read from its tensor types),
@@ -193,10 +198,11 @@ def verify(state: State, tflite: Path, reference: Path, data: Path, eval_samples
     job = check.VerifyJob(
         absolute(tflite), absolute(reference), absolute(data), custom, eval_samples, section.limits(),
         parse_overrides(output_kind), 0.5 if threshold is None else threshold, fine_tuned,
-        absolute(report), absolute(markdown), absolute(junit),
+        absolute(report), absolute(markdown), absolute(junit), absolute(html),
     )
     check.check_verify_job(job)
-    result = run_isolated(check.verify_file, (job,), {"checked": True}, progress(state), state.debug)
+    with progress(state) as show:
+        result = run_isolated(check.verify_file, (job,), {"checked": True}, show, state.debug)
     state.say(summary(result))
     if state.json:
         click.echo(result.to_json(), nl=False)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Callable
-
 import click
 
 from .. import modes
@@ -69,10 +67,12 @@ def fail(state: State, e: TfoptError):
     sys.exit(e.exit_code)
 
 
-def progress(state: State) -> Callable[[str], None]:
-    from ..worker import describe_stage
+def progress(state: State):
+    """The progress view of a command (``with progress(state) as show: run_isolated(..., show)``): bars on an
+    interactive stderr, plain lines otherwise, nothing with --quiet / --json."""
+    from .progress import ProgressView
 
-    return lambda stage: state.say(f"… {describe_stage(stage)}")
+    return ProgressView(state.quiet)
 
 
 def limit_options(fn):

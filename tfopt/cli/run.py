@@ -20,6 +20,8 @@ from .options import State, fail, internal_error, output_options, progress
 @click.option("--report", type=click.Path(path_type=Path), help="Write one JSON document (tfopt.run/1) covering every recipe.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write one Markdown summary of every recipe (CI job summary).")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML: a suite per recipe, a case per gate.")
+@click.option("--html", type=click.Path(path_type=Path),
+              help="Write one self-contained HTML report (with plots) of every recipe (works offline).")
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Write each recipe's .tflite to DIR/<recipe name>.tflite (created if missing; overrides output.tflite).")
 @output_options
@@ -35,7 +37,7 @@ def run(state: State, recipes: tuple[str, ...], overrides: tuple[str, ...], outp
       tfopt run examples/int8.toml
       tfopt run int8 --set model.path=model.h5 --set data.path=data.npz
       tfopt run examples/int8.toml examples/float16.toml --set verify.max_accuracy_drop=0.005
-      tfopt run ci/*.toml --junit junit.xml --markdown summary.md --output-dir build
+      tfopt run ci/*.toml --junit junit.xml --markdown summary.md --html report.html --output-dir build
     """
     from ..errors import OutputError
     from ..files import check_outputs
@@ -81,7 +83,8 @@ def _run_many(state: State, named: list, combined: dict[str, Path | None]) -> No
         state.say(f"=== [{i}/{len(named)}] {name}")
         try:
             pipeline.preflight(recipe)
-            report = run_isolated(pipeline.run, (recipe,), {"checked": True}, progress(state), state.debug)
+            with progress(state) as show:
+                report = run_isolated(pipeline.run, (recipe,), {"checked": True}, show, state.debug)
         except TfoptError as e:
             state.say(f"Error: {e}")
             outcomes.append(Outcome(name, error=str(e), error_code=e.exit_code))
@@ -96,7 +99,8 @@ def _run_many(state: State, named: list, combined: dict[str, Path | None]) -> No
             continue
         outcomes.append(Outcome(name, report))
         state.say(summary(report))
-    write_run_reports(outcomes, combined.get("report"), combined.get("markdown"), combined.get("junit"))
+    write_run_reports(outcomes, combined.get("report"), combined.get("markdown"), combined.get("junit"),
+                      combined.get("html"))
     state.say(run_summary(outcomes))
     if state.json:
         click.echo(run_json(outcomes), nl=False)

@@ -41,7 +41,8 @@ def inspect(state: State, path: Path, int8_check: bool, tensors: bool):
     if path.is_file() and is_tflite(path):
         result = inspect_tflite(path.read_bytes(), str(path))  # no TensorFlow needed: stay in this process
     else:
-        result = run_isolated(inspect_path, (str(path), int8_check), {}, progress(state), state.debug)
+        with progress(state) as show:
+            result = run_isolated(inspect_path, (str(path), int8_check), {}, show, state.debug)
     if state.json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -82,7 +83,8 @@ def bench(state: State, tflite: Path, threads: int, runs: int, warmup: int, batc
         if not p.exists():
             raise DataError(f"model not found: {p}")
     args = (str(tflite.resolve()), config, [str(c.resolve()) for c in compare], str(keras.resolve()) if keras else None)
-    result = run_isolated(run_bench, args, {}, progress(state), state.debug)
+    with progress(state) as show:
+        result = run_isolated(run_bench, args, {}, show, state.debug)
     if state.json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -131,7 +133,8 @@ def train(state: State, arch: str, data: Path, output: Path, epochs: int, seed: 
 
     check_outputs({"-o": str(output)}, {"data file": str(data)})
     args = (arch, str(data.resolve()), str(output.resolve()), epochs, seed)
-    result = run_isolated(train_cli, args, {}, progress(state), state.debug)
+    with progress(state) as show:
+        result = run_isolated(train_cli, args, {}, show, state.debug)
     accuracy = result["test_accuracy"]
     shown = "n/a (no x_test/y_test in the data)" if accuracy is None else f"{accuracy:.4f}"
     state.say(f"wrote {output}: test accuracy {shown} after {epochs} epochs")

@@ -58,6 +58,7 @@ FLAGS = {
     "report": "output.report",
     "markdown": "output.markdown",
     "junit": "output.junit",
+    "html": "output.html",
     "seed": "seed",
 }
 LIMIT_FLAGS = ("max_accuracy_drop", "min_agreement", "max_f1_drop", "min_sqnr", "min_cosine")

@@ -137,6 +137,7 @@ class OutputSection:
     report: str | None = None
     markdown: str | None = None
     junit: str | None = None
+    html: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ class Recipe:
     def output_paths(self) -> dict[str, str | None]:
         """Every file the run writes besides the .tflite, labelled as the flags name them."""
         o = self.output
-        return {"--report": o.report, "--markdown": o.markdown, "--junit": o.junit}
+        return {"--report": o.report, "--markdown": o.markdown, "--junit": o.junit, "--html": o.html}
 
     def input_paths(self) -> dict[str, str | None]:
         custom = self.model.custom_objects if is_path("model.custom_objects", self.model.custom_objects) else None
@@ -264,7 +265,7 @@ def _verify_problems(r: Recipe) -> list[str]:
 
 PATH_FIELDS = (
     "model.path", "model.custom_objects", "data.path", "data.train",
-    "output.tflite", "output.report", "output.markdown", "output.junit",
+    "output.tflite", "output.report", "output.markdown", "output.junit", "output.html",
 )  # fmt: skip
 
 

@@ -20,13 +20,13 @@ from .. import _tf
 from ..data import DataPlan
 from ..errors import TfoptError, UnsupportedLayerError
 from ..models import LoadedModel
+from ..progress import Progress
 from ..recipe.schema import DataSection, TrainSection
 from ..report import SkippedLayer, StageMeasure, StageResult
 from . import implementation, spec
 from .bridge import to_tf_keras
 from .finetune import TrainSet, compile_for, fit, strategy_for, train_set
 
-Progress = Callable[[str], None]
 Measure = Callable[[Any, bool], StageMeasure]  # (tf_keras model, last stage?) -> its measurement
 
 

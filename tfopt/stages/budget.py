@@ -100,7 +100,7 @@ _CLASSES: dict[str, type] = {}
 
 
 def callbacks() -> dict[str, type]:
-    """``RestoreBest`` and ``EpochLog`` (Keras callbacks, defined on first use after tf_keras is importable)."""
+    """``RestoreBest`` and ``Ticks`` (Keras callbacks, defined on first use after tf_keras is importable)."""
     if _CLASSES:
         return _CLASSES
     K = _tf.tf_keras()
@@ -126,16 +126,24 @@ def callbacks() -> dict[str, type]:
             if self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
 
-    class EpochLog(K.callbacks.Callback):
-        """Reports each epoch's loss / accuracy (and their validation values) as it ends."""
+    class Ticks(K.callbacks.Callback):
+        """Progress: a count per optimizer step (with the loss), a milestone per epoch (with validation values)."""
 
-        def __init__(self, progress, label: str, epochs: int):
+        def __init__(self, counter, progress, label: str, epochs: int, per_epoch: int):
             super().__init__()
-            self.progress, self.label, self.epochs = progress, label, epochs
+            self.tick, self.epochs, self.per_epoch = counter(progress, label, epochs * per_epoch, "steps"), epochs, per_epoch
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss", float("nan"))
+            self.tick(self.epoch * self.per_epoch + batch + 1, f"epoch {self.epoch + 1}/{self.epochs}, loss {loss:.4f}")
 
         def on_epoch_end(self, epoch, logs=None):
             shown = ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
-            self.progress(f"{self.label}: epoch {epoch + 1}/{self.epochs}, {shown}")
+            self.tick((epoch + 1) * self.per_epoch, f"epoch {epoch + 1}/{self.epochs}, {shown}", milestone=True)
 
-    _CLASSES.update(RestoreBest=RestoreBest, EpochLog=EpochLog)
+    _CLASSES.update(RestoreBest=RestoreBest, Ticks=Ticks)
     return _CLASSES

@@ -12,7 +12,7 @@ import functools
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from .. import _tf
 from ..data import UNNAMED, DataPlan, load_data
 from ..errors import DataError, UsageError
 from ..models import LoadedModel
+from ..progress import Progress, counter
 from ..recipe.schema import DataSection, TrainSection
 from .budget import DEFAULT_LEARNING_RATE, Budget, learning_rate, plan_budget, split_validation
 from .budget import callbacks as budget_callbacks
@@ -64,8 +65,8 @@ def train_set(loaded: LoadedModel, model, train: TrainSection, data: DataSection
         # every sample of the training file trains (no calibration / evaluation split)
         train_plan = load_data(data.train, loaded.inputs, loaded.outputs, calibration_samples=10**12,
                                seed=seed, scale=data.scale, offset=data.offset)
-        if plan is not None and UNNAMED in train_plan.train.rows(train_plan.train.index[:1])[1]:
-            named = [k for k in plan.train.rows(plan.train.index[:1])[1] if k != UNNAMED]
+        if plan is not None and UNNAMED in train_plan.train.split.rows(train_plan.train.index[:1])[1]:
+            named = [k for k in plan.train.split.rows(plan.train.index[:1])[1] if k != UNNAMED]
             if len(named) == 1:
                 train_plan.name_labels(named[0])  # the same output the evaluation labels went to
         subset = train_plan.train
@@ -222,19 +223,19 @@ def compile_for(model, data: TrainSet) -> None:
                   metrics=["accuracy"] if decisions and len(data.loss) == 1 else None)
 
 
-def fit(model, data: TrainSet, train: TrainSection, label: str, callbacks: list, progress: Callable[[str], None],
+def fit(model, data: TrainSet, train: TrainSection, label: str, callbacks: list, progress: Progress,
         restore_from: int = 0) -> dict:
     """Train ``model`` (compiled) for the budget's epochs; keep the best validation epoch from ``restore_from``
-    on; report each epoch; return the per-epoch history (and which epoch's weights were kept)."""
+    on; report steps (with the loss) and epochs; return the per-epoch history (and which epoch was kept)."""
     classes = budget_callbacks()
     epochs = data.budget.epochs
     restore = classes["RestoreBest"](restore_from) if data.validation_samples else None
-    extra = [classes["EpochLog"](progress, label, epochs)] + ([restore] if restore else [])
+    ticks = classes["Ticks"](counter, progress, label, epochs, data.budget.steps_per_epoch)
     validation = (data.feed(data.x_val), data.feed(data.y_val)) if data.validation_samples else None
     try:
         history = model.fit(
             data.feed(data.x), data.feed(data.y), batch_size=train.batch_size, epochs=epochs,
-            validation_data=validation, shuffle=True, verbose=0, callbacks=[*callbacks, *extra],
+            validation_data=validation, shuffle=True, verbose=0, callbacks=[*callbacks, ticks, *([restore] if restore else [])],
         )
     except (ValueError, _tf.tf().errors.OpError) as e:  # labels that do not fit the loss or the outputs
         text = " ".join(str(e).split())
