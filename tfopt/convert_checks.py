@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-
 from . import shapes as shapes_mod
 from .errors import ConversionError
 from .models import LoadedModel
