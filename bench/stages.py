@@ -140,14 +140,14 @@ def describe(stages: list[dict], train: dict) -> str:
             f"{train['epochs']} epochs, learning rate {train['learning_rate']:g}, batch {train['batch_size']}")
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) only the "Fine-tuning stages" section; other sections are left alone."""
+def write_section(path: Path, text: str, heading: str = HEADING) -> None:
+    """Replace (or append) only the section under ``heading``; other sections are left alone."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(HEADING)
+    start = old.find(heading)
     if start < 0:
         new = old.rstrip("\n") + "\n\n" + text
     else:
-        end = old.find("\n## ", start + len(HEADING))
+        end = old.find("\n## ", start + len(heading))
         new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
     path.write_text(new)
 

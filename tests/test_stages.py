@@ -174,8 +174,9 @@ def test_a_training_file_with_plain_y_labels_trains_the_output_they_fit(tiny, tm
     report = run_stages(tiny["h5"], tiny["npz"], [{"kind": "prune", "sparsity": 0.5}], out=tmp_path / "m.tflite",
                         data_={"train": str(tiny["xy"])})
     (stage,) = report["stages"]
-    assert (stage["target"], stage["train_samples"], stage["loss_function"]) == (LABELS, 600,
-                                                                                "sparse_categorical_crossentropy")
+    # 600 samples in the training file: 10 % of them held out for validation (best-epoch restore)
+    assert (stage["target"], stage["train_samples"], stage["validation_samples"], stage["loss_function"]) == (
+        LABELS, 540, 60, "sparse_categorical_crossentropy")
     assert report["ok"] and abs(stage["kernel_sparsity"] - 0.5) <= 0.02
 
 
@@ -375,14 +376,14 @@ def test_mirrored_strategy_on_two_logical_cpus(cnn, tmp_path):
         report = run(from_dict({{
             "model": {{"path": {str(cnn["h5"])!r}}}, "data": {{"path": {str(cnn["npz"])!r}}},
             "stages": [{{"kind": "prune", "sparsity": 0.6}}, {{"kind": "qat"}}],
-            "train": {{"epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "strategy": "mirrored"}},
+            "train": {{"epochs": 1, "min_steps": 0, "batch_size": 32, "learning_rate": 1e-3, "strategy": "mirrored"}},
             "convert": {{"quantize": "int8"}}, "output": {{"tflite": {str(tmp_path / "m.tflite")!r}}}}}))
         print(json.dumps(report.to_dict()["stages"]))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     prune, qat = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert prune["notes"] == ["mirrored strategy over 2 device(s): /device:CPU:0, /device:CPU:1"]
+    assert prune["notes"][0] == "mirrored strategy over 2 device(s): /device:CPU:0, /device:CPU:1"
     assert abs(qat["exported_output"]["kernel_sparsity"] - 0.6) <= 0.02
 
 

@@ -226,14 +226,17 @@ def run(recipe: Recipe, progress: Progress | None = None, *, checked: bool = Fal
 
     ``checked``: the caller already ran ``preflight`` (the CLI does, before it starts the worker)."""
     report, data = execute(recipe, progress, checked=checked)
+    if data is None:  # a multi-worker run's other worker: the chief writes the model and the reports
+        return report
     report.output, report.failed_output = _write(recipe, data, report.verification)
     write_reports(recipe, [report])
     return report
 
 
 def execute(recipe: Recipe, progress: Progress | None = None, *, checked: bool = False,
-            shared: Shared | None = None) -> tuple[Report, bytes]:
-    """``run`` without writing anything: the report and the converted model's bytes.  With ``shared`` (a sweep
+            shared: Shared | None = None) -> tuple[Report, bytes | None]:
+    """``run`` without writing anything: the report and the converted model's bytes (None on a multi-worker
+    run's non-chief worker, which only fine-tunes).  With ``shared`` (a sweep
     candidate) the data plan, reference outputs, kinds and float32 size are taken from it, not recomputed."""
     progress = progress or _noop
     if not checked:
@@ -269,7 +272,7 @@ def keras_layer_names(model: LoadedModel) -> list[str]:
 
 
 def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
-         shared: Shared | None) -> tuple[Report, bytes]:
+         shared: Shared | None) -> tuple[Report, bytes | None]:
     if (recipe.verify.enabled or recipe.stages) and shared is None:
         with timings("reference outputs"):
             session.prepare_reference()
@@ -287,7 +290,7 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
             return Report(recipe=recipe, model=model_info(session.original), mode=recipe.mode.name, output=None,
                           timings=dict(timings), stages=stage_results, versions=_tf.versions(),
                           notes=[f"worker {worker_index()} of a multi-worker run: it fine-tuned; the chief "
-                                 "converts, verifies and writes the model"], extra={"worker": worker_index()})
+                                 "converts, verifies and writes the model"], extra={"worker": worker_index()}), None
     mode, converter = recipe.mode, session.converter(model)
     with timings(f"convert {mode.name}"):
         result = converter.convert(session.config(mode), session.calibration(mode))
