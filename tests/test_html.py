@@ -63,7 +63,8 @@ def test_convert_verify_and_run_write_html_reports(cli, tiny, tmp_path, browser)
     verdict = probe(tmp_path / "convert.html", browser)
     assert (verdict["plots"], verdict["drawn"], verdict["errors"], verdict["resources"]) == (2, 2, [], 0)
     text = (tmp_path / "convert.html").read_text()
-    assert "prune 50% (unstructured): loss per epoch" in text and ">hidden</td>" in text
+    assert "prune 50% (unstructured): loss, accuracy per epoch (301 steps, 400 samples)" in text
+    assert ">hidden</td>" in text
 
     verified = cli("verify", out, "--reference", tiny["h5"], "--data", tiny["npz"], "--fine-tuned",
                    "--html", tmp_path / "verify.html")

@@ -104,6 +104,9 @@ class StageMeasure:
         return {"measured_in": self.measured_in, **size, **{k: v for k, v in d.items() if k != "measured_in"}}
 
 
+RESTORED_EPOCH = "restored_epoch"  # history key: the epoch (from 1) whose weights a stage kept
+
+
 @dataclass
 class StageResult:
     kind: str

@@ -17,6 +17,7 @@ import html
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..report import RESTORED_EPOCH as RESTORED
 from ..report import Report
 from . import plots
 from .markdown import status as run_status
@@ -174,10 +175,13 @@ def _stages(report: Report, h: str) -> list[str]:
         return []
     out = [f"<{h}>Fine-tuning stages</{h}>", table(STAGE_HEADER, stage_rows(report))]
     for s in report.stages:
-        series = {k: v for k, v in s.history.items() if v and all(_number(x) for x in v)}
+        series = {k: v for k, v in s.history.items()
+                  if k != RESTORED and v and len(v) == s.epochs and all(_number(x) for x in v)}
+        kept = f"; the weights of epoch {s.history[RESTORED][0]} kept" if s.history.get(RESTORED) else ""
         if series:
             out.append(figure(plots.curves(series, "epoch", next(iter(series)) if len(series) == 1 else ""),
-                              f"{s.label}: {', '.join(series)} per epoch ({s.steps} steps, {s.train_samples} samples)"))
+                              f"{s.label}: {', '.join(series)} per epoch ({s.steps} steps, {s.train_samples} "
+                              f"samples{kept})"))
     return out
 
 

@@ -20,6 +20,7 @@ from .. import _tf
 from ..data import UNNAMED, DataPlan, load_data
 from ..errors import DataError, UsageError
 from ..models import LoadedModel
+from ..report import RESTORED_EPOCH
 from ..progress import Progress, counter
 from ..recipe.schema import DataSection, TrainSection
 from .budget import DEFAULT_LEARNING_RATE, Budget, learning_rate, plan_budget, split_validation
@@ -245,5 +246,5 @@ def fit(model, data: TrainSet, train: TrainSection, label: str, callbacks: list,
         ) from e
     out: dict[str, Any] = {k: [round(float(v), 5) for v in values] for k, values in history.history.items()}
     if restore is not None and restore.best_epoch is not None:
-        out["restored_epoch"] = [restore.best_epoch + 1]
+        out[RESTORED_EPOCH] = [restore.best_epoch + 1]
     return out
