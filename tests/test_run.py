@@ -98,7 +98,8 @@ def test_an_erroring_recipe_does_not_stop_the_others(cli, tmp_path):
 @pytest.mark.slow
 def test_shipped_fine_tuning_recipes_run(cli, tmp_path):
     names = ["int8-qat", "prune80-qat-int8", "cluster16-qat-int8", "prune24-int8"]
-    result = cli("run", *[EXAMPLES / f"{n}.toml" for n in names], "--set", "train.epochs=1", "--output-dir", tmp_path,
+    result = cli("run", *[EXAMPLES / f"{n}.toml" for n in names], "--set", "train.epochs=1",
+                 "--set", "train.min_steps=0", "--output-dir", tmp_path,
                  "--report", tmp_path / "run.json")
     doc = json.loads((tmp_path / "run.json").read_text())
     assert [r["error"] for r in doc["runs"]] == [None] * 4, result.stderr

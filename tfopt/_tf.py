@@ -162,7 +162,13 @@ def seed_everything(seed: int = DEFAULT_SEED) -> None:
     t = tf()
     random.seed(seed)
     np.random.seed(seed)
-    t.random.set_seed(seed)  # (what tf_keras.utils.set_random_seed does, without importing tf_keras)
+    t.random.set_seed(seed)
+    # the Kerases keep seed state of their own (initializers without a seed draw from it): reset it where
+    # one is in use, without importing either just for that (a fresh import starts from Python's seed)
+    if "tf_keras" in sys.modules:
+        sys.modules["tf_keras"].utils.set_random_seed(seed)
+    if "keras" in sys.modules and hasattr(sys.modules["keras"], "utils"):
+        sys.modules["keras"].utils.set_random_seed(seed)
     try:
         t.config.experimental.enable_op_determinism()
     except (AttributeError, RuntimeError):  # pragma: no cover - older TF

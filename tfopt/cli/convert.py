@@ -31,7 +31,7 @@ def input_shapes_option(ctx, param, value):
 
 
 def stage_options(fn):
-    """Fine-tuning stages (TF-MOT), applied in the fixed order prune → cluster → qat."""
+    """Fine-tuning stages (TF-MOT), applied in the fixed order prune → cluster → qat, and their training."""
     options = [
         click.option("--prune", type=float, metavar="SPARSITY",
                      help="Magnitude pruning to this fraction of zero weights (0 <= s < 1), e.g. 0.8."),
@@ -45,6 +45,15 @@ def stage_options(fn):
                      help="Centroid initialisation (default kmeans++)."),
         click.option("--qat", is_flag=True, default=None,
                      help="Quantization-aware training, then full int8 (implies --quantize int8, in recipes too)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return training_options(fn)
+
+
+def training_options(fn, strategy: bool = True):
+    """How fine-tuning trains (convert's stages, sweep's fine-tuning candidates)."""
+    options = [
         click.option("--epochs", type=int, help="Fine-tuning epochs per stage, at least (see --min-steps).  [default: 2]"),
         click.option("--min-steps", type=int,
                      help="Optimizer steps per stage, at least: small data sets get more epochs.  [default: 300]"),
@@ -56,11 +65,13 @@ def stage_options(fn):
                      help="Fine-tuning learning rate (Adam).  [default: the model file's optimizer's, else 0.001]"),
         click.option("--loss", help="Fine-tuning loss (tf_keras name); default: the saved compile config, "
                                     "else from the output kind and labels; without labels: distillation."),
-        click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]),
-                     help="tf.distribute strategy for fine-tuning (multiworker reads TF_CONFIG).  [default: none]"),
         click.option("--skip-unsupported", is_flag=True, default=None,
                      help="Apply stages to the layers TF-MOT supports only (the report lists the others)."),
     ]
+    if strategy:
+        options.append(click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]),
+                                    help="tf.distribute strategy for fine-tuning (multiworker reads TF_CONFIG).  "
+                                         "[default: none]"))
     for option in reversed(options):
         fn = option(fn)
     return fn

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
 import click
 
-from .convert import input_shapes_option
+from .convert import input_shapes_option, training_options
 from .options import State, limit_options, output_options, progress
 
 OBJECTIVE_HELP = ("What 'best' minimises among the candidates that pass every gate: size (.tflite bytes), gzip "
@@ -49,12 +50,7 @@ def _candidate_help() -> str:
 @click.option("--input-shape", multiple=True, callback=input_shapes_option, metavar="[NAME=]d0,d1,...",
               help="Static shape for an input with dynamic dimensions (see convert --input-shape).")
 @click.option("--allow-float-fallback", is_flag=True, default=None, help="int8 candidates: keep ops without integer kernels in float.")
-@click.option("--epochs", type=int, help="Fine-tuning epochs per stage of the fine-tuning candidates.  [default: 2]")
-@click.option("--batch-size", type=int, help="Fine-tuning batch size.  [default: 64]")
-@click.option("--learning-rate", type=float, help="Fine-tuning learning rate (Adam).  [default: 0.0001]")
-@click.option("--loss", help="Fine-tuning loss (tf_keras name); default as for convert.")
-@click.option("--skip-unsupported", is_flag=True, default=None,
-              help="Fine-tuning candidates: apply stages to the layers TF-MOT supports only.")
+@functools.partial(training_options, strategy=False)  # candidates run in local workers or Ray tasks
 @limit_options
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Where the chosen model goes (default beside the model: <model>.best.tflite). None passed: the "
