@@ -144,6 +144,21 @@ class Converter:
         notes += id_notes
         return read(data, f"the {config.mode.name} conversion")
 
+    def calibrated(self, config: ConvertConfig, calibration: Subset, shapes: dict | None = None) -> bytes:
+        """A float flatbuffer carrying the calibrated ranges of every tensor (the quantization debugger's
+        path, ``_experimental_calibrate_only``): ``selective.quantize`` makes int8 models from it."""
+        key = ("calibrated", config.input_shapes, tuple(sorted((shapes or {}).items())), id(calibration))
+        if key not in self._results:
+            tf = _tf.tf()
+            converter = self._entry_point(tf, dict(shapes or config.shapes))
+            configure(converter, dataclasses.replace(config, io_type=modes.FLOAT32.default_io_type), tf)
+            tick = counter(self.progress, "calibrating", len(calibration), "samples")
+            converter.representative_dataset = representative(self.model, calibration, tick)
+            converter._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's path
+            with _tf.quiet_native():
+                self._results[key] = bytes(converter.convert())
+        return self._results[key]
+
     def _entry_point(self, tf, shapes: dict):
         if self.model.flavour == "keras3":  # a concrete function would keep Keras 3's resource variables
             return tf.lite.TFLiteConverter.from_saved_model(self._keras3_export(tf, shapes))

@@ -100,6 +100,8 @@ class ConvertSection:
     io_type: IoTypeName | None = None
     allow_float_fallback: bool = False
     sparse_encoding: bool = False
+    objective: modes.ObjectiveName = "size"  # quantize = "auto": the smallest or the fastest that meets the gates
+    allow_slower: bool = False  # quantize = "auto": a candidate slower than float32 may be chosen
 
 
 Limit = float | dict[str, float] | None  # one limit for every output, or per output name ("*" = the others)
