@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .analyze import Analysis, Probe
+from .analyze import Analysis, Probe, Score
 from .bench import BenchConfig, bench_bytes
 from .costs import Costs
 from .tflite import TFLiteModel
@@ -58,7 +58,7 @@ class Candidate:
     def to_dict(self) -> dict:
         return {"label": self.label, "mode": self.mode, "float_layers": list(self.float_layers), "bytes": self.size,
                 "latency_ms": round(self.latency_ms, 4), "passed": self.passed, "margin": round(self.margin, 6),
-                "failures": self.verification.failures,
+                "failures": self.verification.failures, "score": Score.of(self.verification).to_dict(),
                 "int8_mac_share": round(self.costs.int8_mac_share, 4) if self.costs else None,
                 "int8_weight_share": round(self.costs.int8_weight_share, 4) if self.costs else None}
 
@@ -195,8 +195,8 @@ def choose(search: Search, sample: dict[str, np.ndarray]) -> AutoResult:
         if made is not None:
             candidates.append(measure(name, name, *made))
     allowed = [c for c in candidates if c.passed and (search.allow_slower or not measure.slower(c, float32))]
-    for c in candidates[1 if kept is None else 2:]:
-        if c.passed and c not in allowed:
+    for c in candidates:
+        if c.passed and c not in allowed and not (kept is not None and c is candidates[1]):  # the mix: noted
             notes.append(_slower(c, float32) + ": not chosen without --allow-slower")
     if not allowed and float32.passed:  # the float32 model meets the gates and is never slower than itself
         allowed = [float32]
