@@ -92,7 +92,7 @@ def render(doc: dict, seconds: float, outlier: float, allow_slower: bool) -> str
         f"`bench/auto.py` (`--outlier {outlier:g}`{', --allow-slower' if allow_slower else ''}): a seeded MNIST CNN "
         "(built by the script, 2 epochs) whose small SeparableConv2D `sep_sensitive` carries one outlier depthwise "
         "channel; `tfopt convert --quantize auto` with the default int8 gates (agreement ≥ 0.97) on the 1000 "
-        f"MNIST test samples. Latency: LiteRT + XNNPACK, 1 thread, batch 1, median of 50 invokes, measured "
+        f"MNIST test samples. Latency: LiteRT + XNNPACK, 1 thread, batch 1, the lowest of 3 medians of 30 invokes, measured "
         f"inside the search on this shared 2-core machine. Whole run (load, reference, search, write): {seconds:.1f} s; "
         f"{auto['evaluations']} int8 mixes verified.", "",
         *rows, "",

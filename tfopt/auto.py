@@ -8,11 +8,12 @@
 3. The int8 mix is chosen when it meets the gates and is not slower than float32 (``--allow-slower``
    lifts that).  Otherwise the other modes are converted and the best candidate that meets the gates
    is taken by the objective (size or latency), never one slower than float32 unless allowed (slower:
-   more than 10 % and more than 50 µs per inference); float32 itself is the last resort.
+   more than 10 % and more than 10 µs per inference; latency = the lowest of 3 medians of 30 invokes, 1
+   thread); float32 itself is the last resort.
 4. Nothing meets the budget: no choice (exit 3), and the candidate that came closest with its shortfall.
 
 The layers chosen depend only on the data and the gates (deterministic); latency decides only
-"slower than float32" (beyond a 10 % tolerance) and the latency objective.
+"slower than float32" and the latency objective.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from .tflite import TFLiteModel
 from .verify import VerifyResult
 
 LATENCY_TOLERANCE = 0.10  # "slower than float32" means more than 10 % slower ...
-LATENCY_NOISE_MS = 0.05  # ... and more than 50 µs slower: below that, a shared CPU's timing noise decides
-LATENCY = BenchConfig(runs=50, warmup=5)
+LATENCY_NOISE_MS = 0.01  # ... and more than 10 µs slower (timer and scheduling resolution)
+LATENCY = BenchConfig(runs=30, warmup=5)
+LATENCY_REPEATS = 3  # a candidate's latency: the least-disturbed (lowest) median of 3 runs of 30 invokes
 
 
 @dataclass
@@ -218,8 +220,8 @@ class _Measure:
 
     def __call__(self, mode: str, label: str, tflite: TFLiteModel, verification: VerifyResult,
                  float_layers: tuple[str, ...] = ()) -> Candidate:
-        run, _ = bench_bytes(tflite.raw, label, LATENCY, self.sample)
-        return Candidate(label, mode, tflite, verification, float_layers, run.p50_ms, Costs.of(tflite))
+        latency = min(bench_bytes(tflite.raw, label, LATENCY, self.sample)[0].p50_ms for _ in range(LATENCY_REPEATS))
+        return Candidate(label, mode, tflite, verification, float_layers, latency, Costs.of(tflite))
 
     @staticmethod
     def slower(c: Candidate, float32: Candidate) -> bool:
