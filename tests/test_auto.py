@@ -67,3 +67,15 @@ def test_margin_is_the_worst_relative_gate_room():
     gates = [Gate("agreement", 0.97, 0.95, "d"), Gate("accuracy_drop", 0.01, 0.005, "d")]
     result = VerifyResult(10, [OutputResult("p", None, True, {}, gates)])
     assert margin(result) == pytest.approx((0.95 - 0.97) / 0.97)
+
+
+def test_an_int8_miss_reports_the_per_layer_table(cli, sensitive, tmp_path):
+    report = tmp_path / "i8.json"
+    result = cli("convert", sensitive["model"], "--data", sensitive["data"], "--quantize", "int8",
+                 "-o", tmp_path / "i8.tflite", "--report", report)
+    assert result.exit_code == 3
+    doc = json.loads(report.read_text())
+    assert doc["analysis"]["layers"][0]["layer"] == "sep_sensitive" and "auto" not in doc
+    assert "int8 missed a gate; the layer whose int8 error moves the outputs most is 'sep_sensitive' (per-layer " \
+           "table above): --quantize auto keeps the layers the gates need in float" in doc["notes"]
+    assert "per-layer int8 error (ranked by the effect of keeping only that layer in float):" in result.stderr

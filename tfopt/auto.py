@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import modes
 from .analyze import Analysis, Probe, Score
 from .bench import BenchConfig, bench_bytes
 from .costs import Costs
@@ -171,8 +172,9 @@ def fewest_float_layers(order: Sequence[str], passes: Callable[[Sequence[str]], 
 def choose(search: Search, sample: dict[str, np.ndarray]) -> AutoResult:
     """Full int8, else the fewest float layers, else the best other mode (see the module docstring)."""
     measure = _Measure(sample)
-    float32 = measure("float32", "float32", *search.float32())
-    full = measure("int8", "int8 (full)", *search.try_layers([]))
+    f32, int8 = modes.FLOAT32, modes.INT8
+    float32 = measure(f32.name, f32.file_tag, *search.float32())
+    full = measure(int8.name, f"{int8.name} (full)", *search.try_layers([]))
     notes: list[str] = []
     if full.passed and (search.allow_slower or not measure.slower(full, float32)):
         return AutoResult(full, float32, full, [full], len(search.cache), {}, ["full int8 meets every gate"])
@@ -181,7 +183,7 @@ def choose(search: Search, sample: dict[str, np.ndarray]) -> AutoResult:
     why = search.rank().why() if not full.passed else {}
     kept = None if full.passed else fewest_float_layers(ranking, search.passes)
     if kept is not None:
-        mix = measure("int8", f"int8, {len(kept)} layer(s) float", *search.try_layers(kept), tuple(kept))
+        mix = measure(int8.name, f"{int8.name}, {len(kept)} layer(s) float", *search.try_layers(kept), tuple(kept))
         candidates.append(mix)
         total = len(ranking)
         notes.append(f"full int8 misses the gates; keeping {len(kept)} of {total} quantized layers in float meets "

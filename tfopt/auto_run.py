@@ -12,7 +12,7 @@ import time
 
 from . import ids, modes
 from .analyze import Analysis, Probe, analyze
-from .auto import AutoResult, Search, choose
+from .auto import Search, choose
 from .convert import ConvertConfig, ConvertResult, Converter
 from .errors import TfoptError, UsageError
 from .modes import Mode
@@ -59,7 +59,8 @@ def run_auto(session, converter: Converter) -> tuple[ConvertResult, VerifyResult
     """The auto search of a run: the chosen (or, when nothing meets the budget, the closest) candidate."""
     start = time.perf_counter()
     budget = session.recipe.mode
-    probe, notes = probe_for(session, converter, budget)
+    probe, id_notes = probe_for(session, converter, budget)
+    notes: list[str] = []  # modes the converter refused
     results: dict[str, ConvertResult] = {}
     analysis: list[Analysis] = []
 
@@ -89,7 +90,7 @@ def run_auto(session, converter: Converter) -> tuple[ConvertResult, VerifyResult
     if picked.mode in results:
         result = results[picked.mode]
     else:
-        result = ConvertResult(picked.tflite, int8_config(session), time.perf_counter() - start, list(notes))
+        result = ConvertResult(picked.tflite, int8_config(session), time.perf_counter() - start, list(id_notes))
     extra = {"auto": outcome}
     if analysis:
         extra["analysis"] = analysis[0]
@@ -117,5 +118,14 @@ def analyze_session(session, converter: Converter, debug_samples: int = 32) -> A
     return result
 
 
-def outcome_of(extra: dict) -> AutoResult | None:
-    return extra.get("auto")
+def explain_miss(session, converter: Converter) -> tuple[dict, list[str]]:
+    """When plain int8 misses a gate: the per-layer table for the report (``extra["analysis"]``) and a note."""
+    try:
+        analysis = analyze_session(session, converter, debug_samples=32)
+    except TfoptError as e:
+        return {}, [f"no per-layer analysis of the int8 miss: {e}"]
+    if not analysis.layers:
+        return {}, []
+    return {"analysis": analysis}, [
+        f"int8 missed a gate; the layer whose int8 error moves the outputs most is '{analysis.layers[0].layer}' "
+        f"(per-layer table above): --quantize {modes.AUTO.name} keeps the layers the gates need in float"]

@@ -292,7 +292,7 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
                           notes=[f"worker {worker_index()} of a multi-worker run: it fine-tuned; the chief "
                                  "converts, verifies and writes the model"], extra={"worker": worker_index()})
     mode, converter = recipe.mode, session.converter(model)
-    verification, extra = None, {}
+    verification, extra, explained = None, {}, []
     if mode.search:
         from .auto_run import run_auto
 
@@ -304,10 +304,15 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
         if recipe.verify.enabled:
             with timings("verify"):
                 verification = session.verify(result)
+        if verification is not None and not verification.passed and mode is modes.INT8 and not recipe.stages:
+            from .auto_run import explain_miss
+
+            with timings("per-layer analysis"):
+                extra, explained = explain_miss(session, converter)
     sizes = _sizes(recipe, session, converter, result, timings, shared)
     if stage_results:
         stage_results[-1].exported_output = weights_measure(result, model.model)
-    notes = (session.plan.notes if session.plan else []) + result.notes
+    notes = (session.plan.notes if session.plan else []) + result.notes + explained
     if recipe.data.calibration == "random" and mode.needs_calibration:
         notes.append("calibrated on synthetic random data (--calibration random): int8 ranges may be wrong")
     report = Report(

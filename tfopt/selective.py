@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import _tf
+from . import _tf, modes
 from .errors import UsageError
 from .tflite import TFLiteModel, read
 
@@ -134,7 +134,7 @@ class Calibrated:
 def quantized_nodes(calibrated: Calibrated, names: LayerNames) -> tuple[Node, ...]:
     """The ops of the calibrated model whose output full int8 holds in an integer type."""
     float_model = read(calibrated.data, "the calibrated model")
-    full = read(quantize(calibrated, io_type="float32"), "the int8 model")
+    full = read(quantize(calibrated, io_type=modes.FLOAT32.default_io_type), "the int8 model")
     quantized = _quantized_ops(float_model, full)
     written = {i: name for name, i in float_model.signature()["outputs"].items()}  # ops writing a model output
     nodes = []
@@ -158,7 +158,8 @@ def _quantized_ops(float_model: TFLiteModel, full: TFLiteModel) -> set[int]:
     return {op.index for op in ops if float_model.tensors[op.outputs[0]].name in names}
 
 
-def quantize(calibrated: Calibrated, float_layers: Iterable[str] = (), io_type: str = "int8") -> bytes:
+def quantize(calibrated: Calibrated, float_layers: Iterable[str] = (), io_type: str = modes.INT8.default_io_type
+             ) -> bytes:
     """int8 from the calibrated model, ``float_layers`` kept in float; ``io_type`` types every input and
     output (``ids.with_io_type`` retypes a float-io model keeping id inputs exact)."""
     tf = _tf.tf()
