@@ -79,3 +79,16 @@ def test_an_int8_miss_reports_the_per_layer_table(cli, sensitive, tmp_path):
     assert "int8 missed a gate; the layer whose int8 error moves the outputs most is 'sep_sensitive' (per-layer " \
            "table above): --quantize auto keeps the layers the gates need in float" in doc["notes"]
     assert "per-layer int8 error (ranked by the effect of keeping only that layer in float):" in result.stderr
+
+
+def test_auto_exits_3_naming_the_closest_when_nothing_meets_the_budget(cli, sensitive, tmp_path):
+    report = tmp_path / "x.json"
+    result = cli("convert", sensitive["model"], "--data", sensitive["data"], "--quantize", "auto", "--min-sqnr", "400",
+                 "-o", tmp_path / "x.tflite", "--report", report)
+    assert result.exit_code == 3 and not (tmp_path / "x.tflite").exists()
+    auto = json.loads(report.read_text())["auto"]
+    closest = auto["closest"]
+    assert auto["chosen"] is None and closest["passed"] is False and closest["margin"] < 0
+    assert closest["margin"] == max(c["margin"] for c in [auto["float32"], *auto["candidates"]])
+    assert f"closest: {closest['label']}, its worst gate missed by " in result.stderr
+    assert (tmp_path / "x.failed.tflite").is_file()

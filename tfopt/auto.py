@@ -88,7 +88,7 @@ class AutoResult:
 
     @property
     def closest(self) -> Candidate | None:
-        pool = [c for c in self.candidates if not c.passed]
+        pool = [c for c in [self.float32] + self.candidates if not c.passed]
         return max(pool, key=lambda c: c.margin) if pool else None
 
     def lines(self) -> list[str]:
@@ -107,7 +107,8 @@ class AutoResult:
                        f"{c.costs.int8_weight_share:>8.0%}")
         if self.chosen is None and self.closest is not None:
             c = self.closest
-            out.append(f"  closest: {c.label}, short by {-c.margin:.2%} of its worst gate ({'; '.join(c.verification.failures)})")
+            out.append(f"  closest: {c.label}, its worst gate missed by {-c.margin:.1%} of the limit "
+                       f"({'; '.join(c.verification.failures)})")
         return out + [f"  {n}" for n in self.notes]
 
     def to_dict(self) -> dict:
