@@ -46,8 +46,8 @@ class LayerNames:
     def of(cls, model, output_names: list[str] | None = None) -> LayerNames:
         order: list[str] = []
         _collect(model, order)
-        producers = [getattr(getattr(t, "_keras_history", None), "layer", None) for t in getattr(model, "outputs", [])]
-        outputs = {n: p.name for n, p in zip(output_names or [], producers) if p is not None}
+        producers = [_producer(t) for t in getattr(model, "outputs", None) or []]
+        outputs = {n: p for n, p in zip(output_names or [], producers) if p}
         return cls(tuple(dict.fromkeys(order)), getattr(model, "name", "") or "", outputs)
 
     def layers_in(self, tensor_name: str) -> tuple[str, ...]:
@@ -79,6 +79,12 @@ def _match(part: str, rank: dict[str, int], suffix: str) -> str | None:
         return part
     stripped = _SUFFIX.sub("", part)
     return stripped if stripped != part and stripped in rank else None
+
+
+def _producer(tensor) -> str:
+    """The name of the layer that produced a symbolic output (tf_keras KerasHistory.layer, Keras 3 .operation)."""
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(history[0], "name", "") if history else ""
 
 
 def _collect(layer, out: list[str]) -> None:
