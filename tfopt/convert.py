@@ -144,19 +144,25 @@ class Converter:
         notes += id_notes
         return read(data, f"the {config.mode.name} conversion")
 
-    def calibrated(self, config: ConvertConfig, calibration: Subset, shapes: dict | None = None) -> bytes:
+    def calibrated(self, config: ConvertConfig, calibration: Subset) -> bytes:
         """A float flatbuffer carrying the calibrated ranges of every tensor (the quantization debugger's
-        path, ``_experimental_calibrate_only``): ``selective.quantize`` makes int8 models from it."""
-        key = ("calibrated", config.input_shapes, tuple(sorted((shapes or {}).items())), id(calibration))
+        path, ``_experimental_calibrate_only``): ``selective.quantize`` makes int8 models from it.  The
+        converter's fallbacks (static shapes, Select TF ops refused) apply as for ``convert``."""
+        float_io = dataclasses.replace(config, io_type=modes.FLOAT32.default_io_type)
+        key = ("calibrated", float_io, id(calibration))
         if key not in self._results:
             tf = _tf.tf()
-            converter = self._entry_point(tf, dict(shapes or config.shapes))
-            configure(converter, dataclasses.replace(config, io_type=modes.FLOAT32.default_io_type), tf)
-            tick = counter(self.progress, "calibrating", len(calibration), "samples")
-            converter.representative_dataset = representative(self.model, calibration, tick)
-            converter._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's path
-            with _tf.quiet_native():
-                self._results[key] = bytes(converter.convert())
+
+            def attempt(state: convert_checks.Attempt) -> bytes:
+                converter = self._entry_point(tf, state.shapes)
+                configure(converter, float_io, tf)
+                tick = counter(self.progress, "calibrating", len(calibration), "samples")
+                converter.representative_dataset = representative(self.model, calibration, tick)
+                converter._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's path
+                with _tf.quiet_native():
+                    return bytes(converter.convert())
+
+            self._results[key], _ = convert_checks.convert_with_fallbacks(attempt, self.model, float_io, [])
         return self._results[key]
 
     def _entry_point(self, tf, shapes: dict):
