@@ -92,3 +92,17 @@ def test_auto_exits_3_naming_the_closest_when_nothing_meets_the_budget(cli, sens
     assert closest["margin"] == max(c["margin"] for c in [auto["float32"], *auto["candidates"]])
     assert f"closest: {closest['label']}, its worst gate missed by " in result.stderr
     assert (tmp_path / "x.failed.tflite").is_file()
+
+
+def test_objective_and_allow_slower_belong_to_auto():
+    from tfopt import from_dict
+    from tfopt.errors import RecipeError
+
+    with pytest.raises(RecipeError) as e:
+        from_dict({"model": {"path": "m.h5"}, "data": {"path": "d.npz"},
+                   "convert": {"quantize": "int8", "allow_slower": True}})
+    assert "convert.objective / convert.allow_slower: got them with quantize = 'int8', expected quantize = 'auto' " \
+           "(they steer its search)" in str(e.value)
+    r = from_dict({"model": {"path": "m.h5"}, "data": {"path": "d.npz"},
+                   "convert": {"quantize": "auto", "objective": "latency", "allow_slower": True}})
+    assert (r.mode.search, r.convert.objective, r.convert.allow_slower) == (True, "latency", True)

@@ -218,6 +218,9 @@ def cross_check(r: Recipe) -> list[str]:
             f"data.path: got nothing, expected calibration data: --quantize {mode.name} calibrates on real samples "
             "(pass --data FILE, or --calibration random to accept synthetic calibration)"
         )
+    if not mode.search and (r.convert.allow_slower or r.convert.objective != modes.OBJECTIVES[0]):
+        problems.append(f"convert.objective / convert.allow_slower: got them with quantize = {mode.name!r}, expected "
+                        f"quantize = {modes.AUTO.name!r} (they steer its search)")
     io_problem = modes.io_type_problem(mode.name, r.convert.io_type)
     if io_problem:
         problems.append(f"convert.io_type: {io_problem}")
