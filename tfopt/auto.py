@@ -5,8 +5,8 @@
    measured single-layer effect on the outputs (``analyze.py``); the smallest passing prefix is found
    by galloping (1, 2, 4, ... layers) then bisecting, and every kept layer that is not needed is
    dropped again (least sensitive first).  Each step quantizes the calibrated model and runs the gates.
-3. The int8 mix is chosen when it meets the gates and is not slower than float32 (``--allow-slower``
-   lifts that).  Otherwise the other modes are converted and the best candidate that meets the gates
+3. The int8 mix is chosen when it meets the gates, computes at least half of its MACs in int8 and is not
+   slower than float32 (``--allow-slower`` lifts that).  Otherwise the other modes are converted and the best candidate that meets the gates
    is taken by the objective (size or latency), never one slower than float32 unless allowed (slower:
    more than 10 % and more than 10 µs per inference; latency = the lowest of 3 medians of 30 invokes, 1
    thread); float32 itself is the last resort.
@@ -32,6 +32,7 @@ from .verify import VerifyResult
 
 LATENCY_TOLERANCE = 0.10  # "slower than float32" means more than 10 % slower ...
 LATENCY_NOISE_MS = 0.01  # ... and more than 10 µs slower (timer and scheduling resolution)
+MIN_INT8_MAC_SHARE = 0.5  # an int8 mix with less of its MACs in int8 competes with the other modes by the objective
 LATENCY = BenchConfig(runs=30, warmup=5)
 LATENCY_REPEATS = 3  # a candidate's latency: the least-disturbed (lowest) median of 3 runs of 30 invokes
 
@@ -189,9 +190,14 @@ def choose(search: Search, sample: dict[str, np.ndarray]) -> AutoResult:
         total = len(ranking)
         notes.append(f"full int8 misses the gates; keeping {len(kept)} of {total} quantized layers in float meets "
                      f"them with {mix.costs.int8_mac_share:.0%} of the MACs in int8")
-        if search.allow_slower or not measure.slower(mix, float32):
+        share = mix.costs.int8_mac_share if mix.costs.macs else mix.costs.int8_weight_share
+        if share < MIN_INT8_MAC_SHARE:
+            notes.append(f"int8 does not pay: the mix leaves only {share:.0%} of the MACs (weights) in int8 "
+                         f"(< {MIN_INT8_MAC_SHARE:.0%}): trying the other modes")
+        elif search.allow_slower or not measure.slower(mix, float32):
             return AutoResult(mix, float32, full, candidates, len(search.cache), why, notes)
-        notes.append(_slower(mix, float32) + ": trying the other modes")
+        else:
+            notes.append(_slower(mix, float32) + ": trying the other modes")
     elif not full.passed:
         notes.append(f"no int8 mix meets the gates, even with all {len(ranking)} quantized layers "
                      "in float: trying the other modes")
