@@ -304,7 +304,8 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
         if recipe.verify.enabled:
             with timings("verify"):
                 verification = session.verify(result)
-        if verification is not None and not verification.passed and mode is modes.INT8 and not recipe.stages:
+        if verification is not None and not verification.passed and mode is modes.INT8 and not recipe.stages \
+                and shared is None:  # a sweep compares candidates; one run explains its miss
             from .auto_run import explain_miss
 
             with timings("per-layer analysis"):
