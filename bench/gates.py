@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import kind_models  # noqa: E402
 from tfopt import from_dict  # noqa: E402
 from tfopt.errors import TfoptError  # noqa: E402
-from tfopt.modes import NAMES  # noqa: E402
+from tfopt.modes import MODES  # noqa: E402
 from tfopt.pipeline import run  # noqa: E402
 
 HEADING = "## Default gates"
@@ -32,7 +32,8 @@ METRICS = ("agreement", "accuracy_drop", "f1_drop", "sqnr_db", "cosine")
 def rows_for(name: str, entry: dict, tmp: Path) -> list[tuple]:
     rows = []
     broken = kind_models.perturbed(entry["keras"], tmp / f"{name}_broken.h5", scale=0.3)
-    for label, model, modes in (("good", entry["model"], NAMES), ("broken", broken, ("none",))):
+    plain = tuple(m.name for m in MODES.values() if not m.search)  # auto is a search over these (bench/auto.py)
+    for label, model, modes in (("good", entry["model"], plain), ("broken", broken, ("none",))):
         for mode in modes:
             try:
                 report = run(from_dict({"model": {"path": str(model)}, "data": {"path": str(entry["data"])},

@@ -168,3 +168,14 @@ def test_output_kind_override_and_per_output_gates_from_the_command_line(cli, mo
         f"output 'landmarks' (regression): SQNR {sqnr['value']:.1f} dB < 99 dB (--min-sqnr landmarks=)"]
     bad = cli("convert", m["model"], "--data", m["data"], "--output-kind", "nose=regression", "--no-verify")
     assert bad.exit_code == 2  # --output-kind with --no-verify is a contradiction, caught before any work
+
+
+def test_float_typed_ids_stay_exact_in_strict_int8_with_int8_io(models, tmp_path):
+    """Float32 inputs that reach the Embedding's CAST are found in the graph and never quantized: strict int8
+    (int8 io, no fallback flag) keeps them float32, makes the output int8 and meets the gate."""
+    m = models["text"]
+    report = convert(m["model"], m["data"], tmp_path / "t.tflite", "int8")
+    assert report.io_types == {"left": "float32", "right": "float32", "is_match": "int8"}
+    assert outputs(report)["is_match"].metrics["agreement"] >= 0.97 and report.ok
+    assert "input 'left' carries ids (reaches CAST to int32): it stays float32 in the .tflite and is never " \
+           "quantized" in report.notes

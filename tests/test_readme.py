@@ -24,7 +24,7 @@ def example_commands() -> list[str]:
 
 def test_readme_has_examples_for_every_command():
     used = {c.split()[1] for c in example_commands() if c.startswith("tfopt ")}
-    assert used >= {"convert", "verify", "run", "sweep", "recipes", "inspect", "bench", "export-c", "train"}
+    assert used >= {"convert", "verify", "run", "sweep", "recipes", "analyze", "inspect", "bench", "export-c", "train"}
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def test_every_error_in_a_file_is_reported_at_once_with_field_paths(tmp_path):
             "stages[1].pattrn: got an unknown key (did you mean 'pattern'?), expected one of "
             + str(sorted(f.name for f in dataclasses.fields(STAGES["prune"]))),
             "stages[1].sparsity: got 1.2, expected 0 <= x < 1",
-            "convert.quantize: got 'int9', expected one of ['none', 'dynamic', 'float16', 'int8', 'int16x8'] "
+            "convert.quantize: got 'int9', expected one of ['none', 'dynamic', 'float16', 'int8', 'int16x8', 'auto'] "
             "(did you mean 'int8'?)",
             "convert.allow_float_fallback: got 'yes', expected true or false",
             "verify.max_accuracy_drop: got nan, expected a finite number",
@@ -258,7 +258,7 @@ def test_bad_set_overrides_are_reported_with_the_file_errors(tmp_path):
         "--set model.path.x=1: got .x, expected model.path to be a table, but it is 'models/m.h5'",
         "--set novalue: got 'novalue', expected field.path=value (e.g. stages[0].sparsity=0.8)",
         f"{path}: convert.quantise: got an unknown key (did you mean 'quantize'?), expected one of "
-        "['allow_float_fallback', 'io_type', 'quantize', 'sparse_encoding'] (from --set)",
+        "['allow_float_fallback', 'allow_slower', 'io_type', 'objective', 'quantize', 'sparse_encoding'] (from --set)",
     ]  # stages[0].sparsity = 7 in the file was fixed by the last --set
 
 
@@ -398,7 +398,7 @@ def test_cli_run_refuses_invalid_recipes_before_running_any(cli, tmp_path):
     assert result.stderr.splitlines() == [
         "Error: 3 problems in the recipes:",
         f"  {example}: verify.min_sqnr: got 'high', expected a number or a table (from --set)",
-        f"  {bad}: convert.quantize: got 'int9', expected one of ['none', 'dynamic', 'float16', 'int8', 'int16x8'] "
+        f"  {bad}: convert.quantize: got 'int9', expected one of ['none', 'dynamic', 'float16', 'int8', 'int16x8', 'auto'] "
         "(did you mean 'int8'?)",
         f"  {bad}: verify.min_sqnr: got 'high', expected a number or a table (from --set)",
     ]

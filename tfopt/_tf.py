@@ -194,3 +194,20 @@ def tflite_schema() -> ModuleType:
     from ai_edge_litert import schema_py_generated
 
     return schema_py_generated
+
+
+def tflite_util() -> ModuleType:
+    """``tensorflow.lite.python.util`` (``modify_model_io_type``: retype a converted model's inputs / outputs)."""
+    tf()
+    from tensorflow.lite.python import util
+
+    return util
+
+
+def tflite_convert_internal() -> ModuleType:
+    """``tensorflow.lite.python.convert``: the converter's own quantizer (``mlir_quantize``), as the TFLite
+    quantization debugger calls it (selective quantization, numeric-verify debug models)."""
+    tf()
+    from tensorflow.lite.python import convert
+
+    return convert

@@ -12,6 +12,7 @@ import Keras 3 just to type-check the model, ~3 s per process).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _tf, convert_checks, modes
+from . import _tf, convert_checks, ids, modes
 from .data import Subset
 from .errors import UsageError
 from .models import LoadedModel
@@ -125,8 +126,44 @@ class Converter:
 
         flatbuffer, state = convert_checks.convert_with_fallbacks(attempt, self.model, config, notes)
         model = read(flatbuffer, f"the {config.mode.name} conversion")
+        model = self._keep_ids_exact(model, config, calibration, notes)
         notes += convert_checks.check_result(model, self.model, config)
         return ConvertResult(model, config, time.perf_counter() - start, notes, state.shapes, state.select_tf_ops)
+
+    def _keep_ids_exact(self, model: TFLiteModel, config: ConvertConfig, calibration: Subset | None,
+                        notes: list[str]) -> TFLiteModel:
+        """Integer io quantizes every input: convert with float32 io instead and make only the inputs that
+        carry no ids (and the outputs) integer (``ids.py``)."""
+        if not config.mode.integer or config.resolved_io_type == "float32":
+            return model
+        found = ids.id_inputs(model)
+        if not ids.quantized(model, found):
+            return model
+        float_io = self.convert(dataclasses.replace(config, io_type=modes.FLOAT32.default_io_type), calibration)
+        data, id_notes = ids.with_io_type(float_io.data, config.resolved_io_type, found)
+        notes += id_notes
+        return read(data, f"the {config.mode.name} conversion")
+
+    def calibrated(self, config: ConvertConfig, calibration: Subset) -> bytes:
+        """A float flatbuffer carrying the calibrated ranges of every tensor (the quantization debugger's
+        path, ``_experimental_calibrate_only``): ``selective.quantize`` makes int8 models from it.  The
+        converter's fallbacks (static shapes, Select TF ops refused) apply as for ``convert``."""
+        float_io = dataclasses.replace(config, io_type=modes.FLOAT32.default_io_type)
+        key = ("calibrated", float_io, id(calibration))
+        if key not in self._results:
+            tf = _tf.tf()
+
+            def attempt(state: convert_checks.Attempt) -> bytes:
+                converter = self._entry_point(tf, state.shapes)
+                configure(converter, float_io, tf)
+                tick = counter(self.progress, "calibrating", len(calibration), "samples")
+                converter.representative_dataset = representative(self.model, calibration, tick)
+                converter._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's path
+                with _tf.quiet_native():
+                    return bytes(converter.convert())
+
+            self._results[key], _ = convert_checks.convert_with_fallbacks(attempt, self.model, float_io, [])
+        return self._results[key]
 
     def _entry_point(self, tf, shapes: dict):
         if self.model.flavour == "keras3":  # a concrete function would keep Keras 3's resource variables

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import ids
 from . import shapes as shapes_mod
 from .errors import ConversionError
 from .models import LoadedModel
@@ -152,6 +153,13 @@ def check_result(tflite: TFLiteModel, model: LoadedModel, config) -> list[str]:
                 f"input '{spec.name}' stays {got} in the .tflite: integer ids are never quantized "
                 f"(the other inputs and outputs use {config.resolved_io_type})"
             )
+    found = ids.id_inputs(tflite)
+    broken = ids.quantized(tflite, found)
+    if broken:
+        raise ConversionError(
+            f"input '{broken[0]}' carries ids ({found[broken[0]]}) but the converter quantized it: "
+            "refusing a silently broken model; use --io-type float32"
+        )
     state = tflite.stateful_ops()
     if state:
         notes.append(

@@ -33,6 +33,7 @@ class Mode:
     ops_set: str | None = None  # converter.target_spec.supported_ops (tf.lite.OpsSet member)
     stored_weights: str = "INT8"  # how a converted file stores its kernels (TFLite tensor type)
     activation_type: str = "FLOAT32"  # ... and its activations: what `tfopt verify` recognises a mode by
+    search: bool = False  # not one converter setting: a search over int8 mixes and the other modes (auto.py)
     # default gates when the weights were not fine-tuned (see kinds.py for the per-kind table)
     max_accuracy_drop: float = 0.01  # fraction: 0.01 = one point
     min_agreement: float = 0.97
@@ -57,11 +58,17 @@ MODES: dict[str, Mode] = {
         Mode("int16x8", "int16x8", "int8", "int16", ("int16", "float32"), needs_calibration=True, integer=True,
              ops_set="EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", activation_type="INT16",
              min_sqnr=30.0, min_cosine=0.999),
+        Mode("auto", "auto", "int8 (float in the layers the gates need)", "int8 (float where kept)",
+             ("int8", "uint8", "float32"), needs_calibration=True, integer=True, ops_set="TFLITE_BUILTINS_INT8",
+             activation_type="INT8", search=True),
     )
 }
 NAMES: tuple[str, ...] = tuple(MODES)
 FLOAT32 = MODES["none"]  # the size baseline and the export fine-tuning stages are measured in
 INT8 = MODES["int8"]  # what QAT trains for
+AUTO = MODES["auto"]  # the search: its gates are the budget
+OBJECTIVES: tuple[str, ...] = ("size", "latency")  # what auto minimises among the candidates that meet the gates
+ObjectiveName = Literal[OBJECTIVES]  # type: ignore[valid-type]
 IO_TYPES: tuple[str, ...] = tuple(dict.fromkeys(t for m in MODES.values() for t in m.io_types))
 
 QuantizeName = Literal[NAMES]  # type: ignore[valid-type] - the recipe schema's type, derived from the table

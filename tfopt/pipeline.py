@@ -55,6 +55,9 @@ def preflight(recipe: Recipe) -> None:
         raise UsageError(
             "verification needs held-out data: pass --data FILE (or --no-verify to skip verification explicitly)"
         )
+    if recipe.mode.search and (not recipe.verify.enabled or recipe.stages):
+        raise UsageError(f"--quantize {recipe.mode.name} searches for what meets the verification gates: it needs "
+                         "verification (--data FILE, not --no-verify) and no fine-tuning stages")
     check_outputs({"-o": output_path(recipe), **recipe.output_paths()}, recipe.input_paths())
 
 
@@ -292,16 +295,28 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
                           notes=[f"worker {worker_index()} of a multi-worker run: it fine-tuned; the chief "
                                  "converts, verifies and writes the model"], extra={"worker": worker_index()}), None
     mode, converter = recipe.mode, session.converter(model)
-    with timings(f"convert {mode.name}"):
-        result = converter.convert(session.config(mode), session.calibration(mode))
-    verification = None
-    if recipe.verify.enabled:
-        with timings("verify"):
-            verification = session.verify(result)
+    verification, extra, explained = None, {}, []
+    if mode.search:
+        from .auto_run import run_auto
+
+        with timings("auto search"):
+            result, verification, extra = run_auto(session, converter)
+    else:
+        with timings(f"convert {mode.name}"):
+            result = converter.convert(session.config(mode), session.calibration(mode))
+        if recipe.verify.enabled:
+            with timings("verify"):
+                verification = session.verify(result)
+        if verification is not None and not verification.passed and mode is modes.INT8 and not recipe.stages \
+                and shared is None:  # a sweep compares candidates; one run explains its miss
+            from .auto_run import explain_miss
+
+            with timings("per-layer analysis"):
+                extra, explained = explain_miss(session, converter)
     sizes = _sizes(recipe, session, converter, result, timings, shared)
     if stage_results:
         stage_results[-1].exported_output = weights_measure(result, model.model)
-    notes = (session.plan.notes if session.plan else []) + result.notes
+    notes = (session.plan.notes if session.plan else []) + result.notes + explained
     if recipe.data.calibration == "random" and mode.needs_calibration:
         notes.append("calibrated on synthetic random data (--calibration random): int8 ranges may be wrong")
     report = Report(
@@ -309,6 +324,7 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
         data=data_info(session.plan, session.calibration(mode)), io_types=result.tflite.io_types(), sizes=sizes,
         timings=dict(timings), verification=verification, stages=stage_results, notes=notes,
         versions=_tf.versions(), layer_sizes=layer_sizes(result.tflite, keras_layer_names(session.original)),
+        extra=extra,
     )
     return report, result.data
 

@@ -13,7 +13,7 @@ import click
 from .convert import convert, verify
 from .run import recipes, run
 from .sweep import sweep
-from .tools import bench, export_c, inspect, train
+from .tools import analyze, bench, export_c, inspect, train
 
 
 def _sigterm(signum, frame):  # noqa: ARG001 - a CI job cancelled: behave like Ctrl-C (exit 130, nothing written)
@@ -36,7 +36,7 @@ def main():
     signal.signal(signal.SIGTERM, _sigterm)
 
 
-for command in (convert, verify, run, sweep, recipes, inspect, bench, export_c, train):
+for command in (convert, verify, run, sweep, recipes, analyze, inspect, bench, export_c, train):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

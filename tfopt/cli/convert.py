@@ -97,6 +97,11 @@ def training_options(fn, strategy: bool = True):
                    "e.g. seq=1,20,8 for an RNN; repeat per input.")
 @click.option("--allow-float-fallback", is_flag=True, default=None, help="int8: keep ops without integer kernels in float.")
 @click.option("--sparse-encoding", is_flag=True, default=None, help="Store sparse weights with TFLite sparsity encoding.")
+@click.option("--objective", type=click.Choice(modes.OBJECTIVES),
+              help="--quantize auto: among the candidates that meet every gate take the smallest or the fastest.  "
+                   "[default: size]")
+@click.option("--allow-slower", is_flag=True, default=None,
+              help="--quantize auto: a candidate slower than the float32 model may be chosen.")
 @stage_options
 @click.option("--verify/--no-verify", default=None, help="Verify the .tflite against the original (default: verify).")
 @limit_options

@@ -1,4 +1,4 @@
-"""``tfopt inspect``, ``bench``, ``export-c`` and ``train``: thin commands over the library modules.
+"""``tfopt inspect``, ``bench``, ``export-c``, ``train`` and ``analyze``: thin commands over the library modules.
 
 Like every command they print one JSON document with --json, say one ``Error: ...`` line on failure,
 and never import TensorFlow in this process: Keras work runs in the worker.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .. import modes
 from .options import State, output_options, progress
 
 
@@ -140,3 +141,47 @@ def train(state: State, arch: str, data: Path, output: Path, epochs: int, seed: 
     state.say(f"wrote {output}: test accuracy {shown} after {epochs} epochs")
     if state.json:
         click.echo(json.dumps(result, indent=2))
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Held-out data (as for convert): calibration and the samples every layer is measured on.")
+@click.option("--quantize", type=click.Choice([modes.INT8.name]), default=modes.INT8.name, show_default=True,
+              help="The mode whose per-layer error is analysed (the converter's selective quantizer is int8 only).")
+@click.option("--io-type", type=click.Choice(modes.INT8.io_types), help="int8 input/output type (ids stay exact).")
+@click.option("--calibration-samples", type=int, default=200, show_default=True, help="Seeded calibration subset size.")
+@click.option("--eval-samples", type=int, help="Measure on at most N held-out samples (default: all).")
+@click.option("--debug-samples", type=int, default=32, show_default=True,
+              help="Samples the debugger's per-op statistics are averaged over (0 skips them).")
+@click.option("--custom-objects", help="FILE.py or module:attr registering custom layers for loading.")
+@click.option("--top", type=int, help="Show only the N most sensitive layers in the table.")
+@click.option("--report", type=click.Path(path_type=Path), help="Also write the JSON to FILE.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@output_options
+def analyze(state: State, model: Path, data: Path, report: Path | None, top: int | None, **params):
+    """Per-layer int8 quantization error of MODEL, ranked by its effect on the outputs.
+
+    For every quantized op, by Keras layer: the TFLite quantization debugger's statistics (rmse/scale,
+    mean error, range) and the model's outputs when only that layer is kept in float (agreement, SQNR
+    and their gain over full int8).  `--quantize auto` keeps the top layers in float when int8 misses.
+
+    \b
+    Example:
+      tfopt analyze sample_models/mnist_cnn.h5 --data sample_models/mnist.npz --eval-samples 200
+    """
+    from ..analyze_job import AnalyzeJob, analyze_model
+    from ..errors import DataError
+    from ..worker import run_isolated
+
+    for label, p in (("model", model), ("data", data)):
+        if not p.exists():
+            raise DataError(f"{label} not found: {p}")
+    job = AnalyzeJob(str(model.resolve()), str(data.resolve()), report=str(report.resolve()) if report else None,
+                     **params)
+    with progress(state) as show:
+        result = run_isolated(analyze_model, (job,), {}, show, state.debug)
+    if state.json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        click.echo(result.table(top))

@@ -31,6 +31,8 @@ FLAGS = {
     "io_type": "convert.io_type",
     "allow_float_fallback": "convert.allow_float_fallback",
     "sparse_encoding": "convert.sparse_encoding",
+    "objective": "convert.objective",
+    "allow_slower": "convert.allow_slower",
     "prune": "stages[prune].sparsity",
     "prune_schedule": "stages[prune].schedule",
     "prune_pattern": "stages[prune].pattern",

@@ -100,6 +100,8 @@ class ConvertSection:
     io_type: IoTypeName | None = None
     allow_float_fallback: bool = False
     sparse_encoding: bool = False
+    objective: modes.ObjectiveName = "size"  # quantize = "auto": the smallest or the fastest that meets the gates
+    allow_slower: bool = False  # quantize = "auto": a candidate slower than float32 may be chosen
 
 
 Limit = float | dict[str, float] | None  # one limit for every output, or per output name ("*" = the others)
@@ -216,6 +218,9 @@ def cross_check(r: Recipe) -> list[str]:
             f"data.path: got nothing, expected calibration data: --quantize {mode.name} calibrates on real samples "
             "(pass --data FILE, or --calibration random to accept synthetic calibration)"
         )
+    if not mode.search and (r.convert.allow_slower or r.convert.objective != modes.OBJECTIVES[0]):
+        problems.append(f"convert.objective / convert.allow_slower: got them with quantize = {mode.name!r}, expected "
+                        f"quantize = {modes.AUTO.name!r} (they steer its search)")
     io_problem = modes.io_type_problem(mode.name, r.convert.io_type)
     if io_problem:
         problems.append(f"convert.io_type: {io_problem}")

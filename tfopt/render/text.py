@@ -29,6 +29,12 @@ def summary(report: Report) -> str:
         skipped = skipped_rows(report.stages)
         if skipped:
             out += ["", "layers the stages left alone:"] + text_table(SKIPPED_HEADER, skipped)
+    analysis, auto = report.extra.get("analysis"), report.extra.get("auto")
+    if analysis is not None and hasattr(analysis, "table"):
+        out += ["", "per-layer int8 error (ranked by the effect of keeping only that layer in float):",
+                analysis.table(top=15)]
+    if auto is not None and hasattr(auto, "lines"):
+        out += [""] + auto.lines()
     out.append("")
     out.append("timings: " + ", ".join(f"{k} {t:.2f}s" for k, t in report.timings.items()))
     out += [f"note: {n}" for n in report.notes + (v.notes if v else [])]

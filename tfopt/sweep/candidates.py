@@ -39,7 +39,7 @@ class Candidate:
 
 def _table() -> dict[str, Candidate]:
     rows = [Candidate(m.file_tag, f"post-training {m.name} (weights {m.weights}, activations {m.activations})", m,
-                      default=m is not modes.FLOAT32) for m in modes.MODES.values()]
+                      default=m is not modes.FLOAT32) for m in modes.MODES.values() if not m.search]
     int8 = modes.INT8
     rows += [
         Candidate("qat", "quantization-aware training, then int8", int8, (QatStage(),)),
