@@ -19,7 +19,7 @@ def test_usage_errors_come_before_any_work(cli, tiny, tmp_path):
     unknown = cli(*base, "--candidates", "int8,slim50-distill-int8")
     assert unknown.exit_code == 2
     assert unknown.stderr.startswith("Error: --candidates: unknown candidate 'slim50-distill-int8'; expected names "
-                                     "from: float32, dynamic, float16, int8, int16x8, qat, prune50-qat, prune80-qat, "
+                                     "from: float32, dynamic, float16, int8, int16x8, auto, qat, prune50-qat, prune80-qat, "
                                      "cluster16-qat (or --recipes DIR for your own recipe files)")
     address = cli(*base, "--candidates", "int8", "--address", "10.0.0.5:6379")
     assert (address.exit_code, address.stderr) == (2, "Error: --address: only with --executor ray\n")

@@ -39,7 +39,7 @@ class Candidate:
 
 def _table() -> dict[str, Candidate]:
     rows = [Candidate(m.file_tag, f"post-training {m.name} (weights {m.weights}, activations {m.activations})", m,
-                      default=m is not modes.FLOAT32) for m in modes.MODES.values() if not m.search]
+                      default=m is not modes.FLOAT32 and not m.search) for m in modes.MODES.values()]
     int8 = modes.INT8
     rows += [
         Candidate("qat", "quantization-aware training, then int8", int8, (QatStage(),)),
@@ -49,7 +49,6 @@ def _table() -> dict[str, Candidate]:
                   (PruneStage(sparsity=0.8), QatStage())),
         Candidate("cluster16-qat", "16 weight clusters per kernel, then cluster-preserving QAT, then int8", int8,
                   (ClusterStage(clusters=16), QatStage())),
-        # issue 14 adds `auto` (--quantize auto) and issue 15 `slim50-distill-int8` (--slim 0.5): one row each
     ]
     return {c.name: c for c in rows}
 
