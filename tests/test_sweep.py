@@ -157,3 +157,14 @@ def test_a_candidate_with_the_shared_preparation_equals_a_plain_convert(tiny, tm
     assert candidate.report.verification.to_dict()["outputs"] == plain.verification.to_dict()["outputs"]
     assert candidate.report.sizes.to_dict() == plain.sizes.to_dict() and shared.float32_tflite.bytes == len(baseline)
     assert "reference outputs" not in candidate.report.timings and "convert float32 baseline" not in candidate.report.timings
+
+
+def test_auto_is_a_candidate_on_request_and_its_search_is_reported(cli, tiny, tmp_path):
+    result = cli("sweep", tiny["h5"], "--data", tiny["npz"], "--candidates", "int8,auto", "--jobs", "1",
+                 "-o", tmp_path / "best.tflite", "--report", tmp_path / "s.json")
+    assert result.exit_code == 0, result.stderr
+    rows = {c["name"]: c for c in json.loads((tmp_path / "s.json").read_text())["candidates"]}
+    assert list(rows) == ["int8", "auto"] and rows["auto"]["status"] == "passed"
+    search = rows["auto"]["report"]["auto"]  # the tiny model: full int8 meets every gate, the search stops there
+    assert (search["chosen"]["label"], search["notes"]) == ("int8 (full)", ["full int8 meets every gate"])
+    assert rows["auto"]["bytes"] == rows["int8"]["bytes"]
