@@ -48,6 +48,9 @@ def output_path(recipe: Recipe) -> str:
 def preflight(recipe: Recipe) -> None:
     """Checks that need no TensorFlow, before any work: inputs exist, every output path can be written."""
     sniff(Path(recipe.model.path))
+    student = getattr(recipe.stage("distill"), "student", None)
+    if student:
+        sniff(Path(student))
     for label, p in (("data", recipe.data.path), ("training data", recipe.data.train)):
         if p is not None and not Path(p).exists():
             raise DataError(f"{label} not found: {p} (expected a .npz or .npy file or a folder of class sub-folders)")
@@ -298,6 +301,10 @@ def _run(recipe: Recipe, session: Session, timings: Timings, progress: Progress,
     sizes = _sizes(recipe, session, converter, result, timings, shared)
     if stage_results:
         stage_results[-1].exported_output = weights_measure(result, model.model)
+    slim = next((s.slim for s in stage_results if s.slim is not None), None)
+    if slim is not None:
+        with timings("slim: original vs final .tflite"):
+            _measure_slim(session, slim, result)
     notes = (session.plan.notes if session.plan else []) + result.notes
     if recipe.data.calibration == "random" and mode.needs_calibration:
         notes.append("calibrated on synthetic random data (--calibration random): int8 ranges may be wrong")
@@ -331,6 +338,15 @@ def _sizes(recipe: Recipe, session: Session, converter: Converter, result: Conve
             sizes.output_without_sparse_encoding = size_of(
                 converter.convert(plain, session.calibration(result.mode)).data)
     return sizes
+
+
+def _measure_slim(session: Session, section, result: ConvertResult) -> None:
+    """The original converted in the run's mode beside the slimmed output: bytes and measured latency."""
+    from .slim_measure import measure_slim
+
+    mode = result.mode
+    original = session.converter(session.original).convert(session.config(mode), session.calibration(mode))
+    measure_slim(section, original.data, result.data, mode.name)
 
 
 def _write(recipe: Recipe, data: bytes, verification: VerifyResult | None) -> tuple[str | None, str | None]:
