@@ -76,7 +76,8 @@ def flavour(model) -> str:
         return "tf_keras"
     if module.startswith("keras"):
         return "keras3"
-    raise GraphError(f"{getattr(model, 'name', model)!r} is not a Keras model ({type(model).__module__}.{type(model).__name__})")
+    what = f"{type(model).__module__}.{type(model).__name__}"
+    raise GraphError(f"{getattr(model, 'name', model)!r} is not a Keras model ({what})")
 
 
 def keras_module(model):

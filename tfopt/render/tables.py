@@ -122,7 +122,8 @@ def slim_rows(section: SlimSection) -> list[tuple[str, ...]]:
     t = section.tflite
     if "original" in t and "final" in t:
         o, f = t["original"], t["final"]
-        rows.append((f".tflite ({o['mode']})", fmt_bytes(o["bytes"]), fmt_bytes(f["bytes"]), f"{f['bytes'] / o['bytes']:.3f}x"))
+        rows.append((f".tflite ({o['mode']})", fmt_bytes(o["bytes"]), fmt_bytes(f["bytes"]),
+                     f"{f['bytes'] / o['bytes']:.3f}x"))
         rows.append(("latency (µs)", f"{o['latency_us']:.1f}", f"{f['latency_us']:.1f}",
                      f"{f['latency_us'] / max(o['latency_us'], 1e-9):.2f}x"))
     return rows

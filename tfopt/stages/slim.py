@@ -161,7 +161,8 @@ def slice_weights(cls: str, weights: list[np.ndarray], inputs: np.ndarray | None
 
 def _check_ratios(ratio: float, per_layer: dict[str, float], round_to: int, importance: str) -> None:
     if not 0.0 < ratio < 1.0:
-        raise SlimError(f"--slim (stages[slim].ratio): got {ratio!r}, expected 0 < R < 1 (the fraction of channels removed)")
+        raise SlimError(f"--slim (stages[slim].ratio): got {ratio!r}, expected 0 < R < 1 "
+                        "(the fraction of channels removed)")
     bad = [f"{name}={r!r}" for name, r in per_layer.items() if not 0.0 <= r < 1.0]
     if bad:
         raise SlimError(f"--slim-layer (stages[slim].layers): got {', '.join(bad)}, expected 0 <= R < 1")
