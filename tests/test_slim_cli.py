@@ -83,3 +83,15 @@ def test_slim_half_int8_sample_end_to_end(cli, tmp_path):
     assert doc["ok"] and metrics["accuracy_drop"] <= 0.015
     assert metrics["accuracy"] == pytest.approx(0.957, abs=0.01)
     assert "slim: channels per layer:" in result.stderr and "conv2   Conv2D  32 → 16" in result.stderr
+
+
+def test_a_recipe_file_student_is_a_path_like_the_others(tmp_path):
+    from tfopt.pipeline import default_output
+    from tfopt.recipe import from_dict
+
+    raw = {"model": {"path": "m.h5"}, "data": {"path": "d.npz"},
+           "stages": [{"kind": "distill", "student": "small.keras", "temperature": 2.0}]}
+    recipe = from_dict(raw).resolve(tmp_path)
+    assert recipe.stages[0].student == str(tmp_path / "small.keras")
+    assert recipe.input_paths()["student model"] == str(tmp_path / "small.keras")
+    assert default_output(_recipe(slim=0.5)).endswith("mnist_cnn.slim50.distill.float32.tflite")

@@ -37,7 +37,8 @@ _noop = noop
 
 def default_output(recipe: Recipe) -> str:
     folder, stem = output_stem(recipe.model.path)
-    tags = [s.kind + (f"{round(s.sparsity * 100)}" if s.kind == "prune" else "") for s in recipe.stages]
+    tags = [s.kind + (f"{round(getattr(s, 'sparsity', getattr(s, 'ratio', 0)) * 100)}" if s.kind in ("prune", "slim")
+                      else "") for s in recipe.stages]
     return str(folder / f"{stem}.{'.'.join(tags + [recipe.mode.file_tag])}.tflite")
 
 
