@@ -229,7 +229,8 @@ def randomize(model, seed: int = 0) -> None:
             if type(layer).__name__ == "BatchNormalization" and len(new) == 3:
                 new.append(rng.uniform(0.5, 1.5, w.shape).astype(w.dtype))  # moving variance
             elif w.ndim <= 1 or type(layer).__name__ == "PReLU":
-                new.append(rng.uniform(-0.5, 0.5, w.shape).astype(w.dtype) + (1.0 if len(new) == 0 and type(layer).__name__ == "BatchNormalization" else 0.0))
+                gamma = len(new) == 0 and type(layer).__name__ == "BatchNormalization"  # around 1
+                new.append(rng.uniform(-0.5, 0.5, w.shape).astype(w.dtype) + (1.0 if gamma else 0.0))
             else:
                 fan_in = int(np.prod(w.shape[:-1]))
                 new.append((rng.standard_normal(w.shape) / np.sqrt(fan_in)).astype(w.dtype))

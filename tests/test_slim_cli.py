@@ -30,7 +30,8 @@ def test_a_student_with_other_names_or_shapes_exits_1_naming_each(cli, tmp_path)
     assert_clean_error(result, 1, (
         "Error: the student model 'mine' does not match the teacher 'small_cnn': output 'probs': teacher (batch, 10), "
         "student (batch, 5); student input 'picture' (batch, 28, 28, 1) is not a teacher input; teacher input 'image' "
-        "(batch, 28, 28, 1) is missing from the student (the student needs the same input and output names and shapes)"))
+        "(batch, 28, 28, 1) is missing from the student (the student needs the same input and output names and "
+        "shapes)"))
     assert not (tmp_path / "m.tflite").exists()
 
 
@@ -49,7 +50,8 @@ def test_slim_adds_distill_unless_no_distill_and_the_defaults_are_documented():
 
 @pytest.mark.parametrize("flags,message", [
     ({"slim": 1.0}, "--slim: got 1.0, expected a fraction 0 < x < 1 (0.5 = half of the channels removed)"),
-    ({"slim": 0.5, "slim_layer": ("conv1",)}, "--slim-layer 'conv1': expected NAME=RATIO (e.g. --slim-layer conv1=0.25)"),
+    ({"slim": 0.5, "slim_layer": ("conv1",)},
+     "--slim-layer 'conv1': expected NAME=RATIO (e.g. --slim-layer conv1=0.25)"),
     ({"slim_layer": ("conv1=0.5",)}, "--slim-layer needs --slim"),
     ({"slim": 0.5, "distill": False, "temperature": 2.0}, "--temperature needs --distill"),
     ({"slim": 0.5, "temperature": 0.0}, "--temperature: got 0.0, expected 0 < x"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SlimError
+from ..errors import SlimError, UnsupportedLayerError
 from ..kgraph import Graph, from_config, read_graph
 from ..macs import count_macs
 from ..recipe.schema import SlimStage
@@ -114,7 +114,7 @@ def apply_plan(model, plan: SlimPlan, custom_objects: dict | None = None):
         try:
             new_model.get_layer(layer.name).set_weights(sliced)
         except ValueError as e:
-            raise SlimError(f"slimming could not carry the weights of '{layer.name}' "
+            raise UnsupportedLayerError(f"slim: could not carry the weights of '{layer.name}' "
                             f"({_class_name(layer)}): {str(e).splitlines()[0][:200]}") from e
     return new_model
 
