@@ -347,7 +347,7 @@ def _measure_slim(session: Session, section, result: ConvertResult) -> None:
 
     mode = result.mode
     original = session.converter(session.original).convert(session.config(mode), session.calibration(mode))
-    measure_slim(section, original.data, result.data, mode.name)
+    measure_slim(section, original.data, result.data, mode.file_tag)
 
 
 def _write(recipe: Recipe, data: bytes, verification: VerifyResult | None) -> tuple[str | None, str | None]:
