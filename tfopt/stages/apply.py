@@ -74,7 +74,12 @@ def run_stage(model, config, previous: tuple[str, ...], ctx: StageContext):
     TF-MOT's failures become errors naming the layers."""
     impl = implementation(config.kind)
     if hasattr(impl, "replace"):  # slim, distill: a new model (and its result) from the stage itself
-        return impl.replace(model, config, previous, ctx)
+        try:
+            return impl.replace(model, config, previous, ctx)
+        except TfoptError:
+            raise
+        except (ValueError, TypeError, RuntimeError) as e:  # Keras rebuilding or training the new model
+            raise UnsupportedLayerError(f"{config.kind} failed on model '{model.name}': {error_line(e)}") from e
     try:
         wrapped, skipped, own, notes = prepare(model, config, previous, ctx)
         restore_from = impl.restore_from(config, ctx.data.budget) if hasattr(impl, "restore_from") else 0
