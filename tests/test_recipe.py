@@ -144,7 +144,7 @@ def test_every_error_in_a_file_is_reported_at_once_with_field_paths(tmp_path):
             "seed: got -1, expected 0 <= x",
             "data.calibration_samples: got 0, expected 1 <= x",
             "data.eval_samples: got 1.5, expected an integer",
-            "stages[0].kind: got 'prun', expected one of ['prune', 'cluster', 'qat'] (did you mean 'prune'?)",
+            "stages[0].kind: got 'prun', expected one of ['slim', 'distill', 'prune', 'cluster', 'qat'] (did you mean 'prune'?)",
             "stages[1].pattrn: got an unknown key (did you mean 'pattern'?), expected one of "
             + str(sorted(f.name for f in dataclasses.fields(STAGES["prune"]))),
             "stages[1].sparsity: got 1.2, expected 0 <= x < 1",
@@ -163,7 +163,7 @@ def test_the_same_errors_from_json(tmp_path):
     found = problems(load_recipe, path)
     assert len(found) == 11
     assert f"{path}: verify.max_accuracy_drop: got 2, expected 0 <= x <= 1" in found
-    assert f"{path}: stages[0].kind: got 'prun', expected one of ['prune', 'cluster', 'qat'] (did you mean 'prune'?)" in found
+    assert f"{path}: stages[0].kind: got 'prun', expected one of ['slim', 'distill', 'prune', 'cluster', 'qat'] (did you mean 'prune'?)" in found
 
 
 def test_contradictions_are_reported_with_the_other_errors():
@@ -187,7 +187,7 @@ def test_stage_order_and_duplicates_are_contradictions():
            "stages": [{"kind": "qat"}, {"kind": "prune"}, {"kind": "qat"}]}  # fmt: skip
     assert problems(from_dict, raw) == [
         "recipe: stages: got ['qat', 'prune', 'qat'], expected each kind at most once",
-        "recipe: stages: got order ['qat', 'prune', 'qat'], expected the fixed order prune → cluster → qat",
+        "recipe: stages: got order ['qat', 'prune', 'qat'], expected the fixed order slim → distill → prune → cluster → qat",
     ]
 
 
@@ -198,8 +198,8 @@ def test_wrong_shapes_of_data(tmp_path):
         "recipe: stages: got a table, expected a list of tables",
     ]
     assert problems(from_dict, {"model": {"path": "m.h5"}, "stages": [3, {}]}) == [
-        "recipe: stages[0]: got 3, expected a table with kind = one of ['prune', 'cluster', 'qat']",
-        "recipe: stages[1].kind: got nothing, expected one of ['prune', 'cluster', 'qat']",
+        "recipe: stages[0]: got 3, expected a table with kind = one of ['slim', 'distill', 'prune', 'cluster', 'qat']",
+        "recipe: stages[1].kind: got nothing, expected one of ['slim', 'distill', 'prune', 'cluster', 'qat']",
     ]
     assert problems(from_dict, {"model": {"path": "m.h5"}, "version": 2}) == ["recipe: version: got 2, expected 1"]
 
@@ -293,7 +293,8 @@ def test_every_convert_flag_has_a_recipe_field_and_every_field_a_flag():
     assert set(FLAGS) == flag_params, "recipe.flags.FLAGS must list every convert option"
     mapped = set(FLAGS.values())
     assert fields - mapped == set(), "recipe fields without a convert flag"
-    assert mapped - fields == set(), "CONVERT_FLAGS entries that are not recipe fields"
+    adders = {f"stages[{kind}]" for kind in STAGES}  # a flag that only adds a stage (--qat, --distill)
+    assert mapped - fields - adders == set(), "CONVERT_FLAGS entries that are not recipe fields"
 
 
 def test_flags_build_the_same_recipe_as_a_file(tmp_path, monkeypatch):

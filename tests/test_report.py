@@ -124,3 +124,26 @@ def test_the_stage_table_names_block_and_2_4_pruning():
                                  stage(pattern="unstructured")])
     assert [row[0] for row in stage_rows(report)] == ["prune 80% (block 8x1)", "prune 80% (2:4)",
                                                       "prune 80% (unstructured)"]
+
+
+def test_the_slim_section_renders_in_text_markdown_html_and_json():
+    from tfopt.render.html import report_html
+    from tfopt.render.markdown import markdown
+    from tfopt.render.text import summary
+    from tfopt.report import LayerChannels, LeftAlone, SlimSection
+
+    channels = [LayerChannels("conv1", "Conv2D", 16, 8), LayerChannels("probs", "Dense", 10, 10)]
+    section = SlimSection(0.5, {}, 1, "auto", channels,
+                          [LeftAlone("probs", "Dense", "model output 'probs'")], [], 2, 1, 1000, 250, 4000, 1000,
+                          {"original": {"mode": "int8", "bytes": 4096, "gzip_bytes": 4000, "latency_us": 50.0},
+                           "final": {"mode": "int8", "bytes": 1024, "gzip_bytes": 1000, "latency_us": 25.0}},
+                          "1 thread")
+    slim = StageResult("slim", {"ratio": 0.5}, "nothing (slimming does not train)", "", 0, 64, 0.0, 0, 0, slim=section)
+    report = make_report(stages=[slim])
+    text = summary(report)
+    assert "parameters      1,000     250      0.250x" in text and ".tflite (int8)  4.0 KiB   1.0 KiB  0.250x" in text
+    assert "latency (µs)    50.0      25.0     0.50x" in text and "conv1  Conv2D  16 → 8" in text
+    assert "| conv1 | Conv2D | 16 → 8 |" in markdown([report]) and "16 → 8" in report_html(report)
+    doc = report.to_dict()["stages"][0]["slim"]
+    assert doc["params_ratio"] == 0.25
+    assert doc["channels"][0] == {"name": "conv1", "cls": "Conv2D", "before": 16, "after": 8}

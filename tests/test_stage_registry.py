@@ -10,6 +10,7 @@ from tfopt.stages import REGISTRY, implementation, spec
 
 WRAP = ("unsupported_reason", "wrap_layer", "callbacks", "strip", "describe")  # wraps layers it supports
 TRANSFORM = ("transform", "callbacks", "strip", "describe")  # rebuilds the whole model (QAT)
+REPLACE = ("replace", "describe")  # makes a new model and its own result (slim, distill)
 
 
 def test_the_registry_is_keyed_by_the_enum_in_the_run_order():
@@ -17,9 +18,11 @@ def test_the_registry_is_keyed_by_the_enum_in_the_run_order():
     for kind, row in REGISTRY.items():
         assert row.config is STAGES[kind.value]
         impl = implementation(kind)
-        interface = TRANSFORM if hasattr(impl, "transform") else WRAP
+        interface = REPLACE if hasattr(impl, "replace") else TRANSFORM if hasattr(impl, "transform") else WRAP
         assert all(callable(getattr(impl, name)) for name in interface), kind
     assert hasattr(implementation("qat"), "transform")
+    assert hasattr(implementation("slim"), "replace") and hasattr(implementation("distill"), "replace")
+    assert STAGE_ORDER == ("slim", "distill", "prune", "cluster", "qat")
 
 
 def test_quantization_wraps_layers_without_weights_too():
@@ -27,5 +30,5 @@ def test_quantization_wraps_layers_without_weights_too():
 
 
 def test_an_unknown_stage_lists_the_known_ones():
-    with pytest.raises(TfoptError, match=r"^unknown stage 'slim2': expected one of prune, cluster, qat$"):
+    with pytest.raises(TfoptError, match=r"^unknown stage 'slim2': expected one of slim, distill, prune, cluster, qat$"):
         spec("slim2")

@@ -108,6 +108,14 @@ def trusted_deserialization():
     return SafeModeScope(False)
 
 
+def trusted_keras3_deserialization():
+    """The same for Keras 3 models (slimming rebuilds a Keras 3 model from its own config)."""
+    keras3()
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(False)
+
+
 @functools.cache
 def keras3() -> ModuleType:
     tf()

@@ -13,7 +13,7 @@ from .analyze import Analysis
 from .auto_run import analyze_session
 from .errors import DataError
 from .files import check_outputs, write_atomic
-from .pipeline import Session, load, plan_data
+from .session import Session, load, plan_data
 from .progress import Progress, noop
 from .recipe import from_dict
 from .report import dumps

@@ -51,6 +51,14 @@ class UnsupportedLayerError(TfoptError):
     """A stage cannot handle some layers of the model."""
 
 
+class SlimError(UsageError):
+    """Slimming settings that cannot apply to this model (a --slim-layer naming no slimmable layer)."""
+
+
+class StudentMismatchError(TfoptError):
+    """A --student model whose input/output names or shapes differ from the teacher's: exit 1, nothing trained."""
+
+
 class ConversionError(TfoptError):
     """The TFLite converter refused the model or crashed."""
 

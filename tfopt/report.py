@@ -84,6 +84,58 @@ class SkippedLayer:
         return {"name": self.name, "class": self.cls, **({"reason": self.reason} if self.reason else {})}
 
 
+@dataclass(frozen=True)
+class LayerChannels:
+    """A layer with per-channel weights: its channels before and after slimming."""
+
+    name: str
+    cls: str
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
+class LeftAlone:
+    name: str
+    cls: str
+    reason: str
+
+
+@dataclass
+class SlimSection:
+    """What the slim stage did: parameters and MACs, channels per layer, what was left alone and why; and the
+    run's original and final model side by side in the same TFLite mode (bytes, measured latency)."""
+
+    ratio: float
+    per_layer: dict[str, float]
+    round_to: int
+    importance: str
+    channels: list[LayerChannels] = field(default_factory=list)  # layers with per-channel weights
+    left_alone: list[LeftAlone] = field(default_factory=list)  # producers whose channels stay (frozen groups)
+    unsupported: list[LeftAlone] = field(default_factory=list)  # layers the analysis cannot see through
+    groups: int = 0
+    slimmed_groups: int = 0
+    params_before: int = 0
+    params_after: int = 0
+    macs_before: int = 0
+    macs_after: int = 0
+    tflite: dict[str, dict] = field(default_factory=dict)  # "original" / "final" -> bytes, latency_us (same mode)
+    latency_note: str = ""
+
+    @property
+    def params_ratio(self) -> float:
+        return self.params_after / max(1, self.params_before)
+
+    @property
+    def macs_ratio(self) -> float:
+        return self.macs_after / max(1, self.macs_before)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(params_ratio=round(self.params_ratio, 4), macs_ratio=round(self.macs_ratio, 4))
+        return out
+
+
 @dataclass
 class StageMeasure:
     """A stage's result measured in a TFLite export of it (not in the Keras wrappers)."""
@@ -127,6 +179,7 @@ class StageResult:
     bridge: dict[str, Any] = field(default_factory=dict)
     measured: StageMeasure | None = None
     exported_output: StageMeasure | None = None  # the last stage: the written .tflite, measured the same way
+    slim: SlimSection | None = None  # the slim stage's section
 
     @property
     def label(self) -> str:
@@ -139,6 +192,10 @@ class StageResult:
             return f"cluster {s.get('clusters')} ({s.get('init')})"
         if self.kind == "qat":
             return s.get("scheme", "QAT")
+        if self.kind == "slim":
+            return f"slim {s.get('ratio', 0) * 100:g}%"
+        if self.kind == "distill":
+            return f"distill T={s.get('temperature')} α={s.get('alpha')}"
         return self.kind
 
     def to_dict(self) -> dict:
@@ -152,6 +209,8 @@ class StageResult:
             d.update(self.measured.to_dict())
         if self.exported_output is not None:
             d["exported_output"] = self.exported_output.to_dict()
+        if self.slim is not None:
+            d["slim"] = self.slim.to_dict()
         return d
 
 

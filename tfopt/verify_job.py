@@ -14,7 +14,8 @@ from .errors import DataError, ModelLoadError
 from .files import check_outputs, size_of, write_atomic
 from .models import load_model, sniff
 from .modes import Mode
-from .pipeline import Progress, Timings, _junit, _markdown, _noop, data_info, keras_layer_names, model_info
+from .pipeline import Progress, _junit, _markdown, _noop
+from .session import Timings, data_info, keras_layer_names, model_info
 from .report import Report, Sizes, reports_json
 from .tflite import TFLiteModel, is_tflite_bytes, read
 from .tflite.sizes import layer_sizes

@@ -31,8 +31,28 @@ def input_shapes_option(ctx, param, value):
 
 
 def stage_options(fn):
-    """Fine-tuning stages (TF-MOT), applied in the fixed order prune → cluster → qat, and their training."""
+    """Fine-tuning stages, applied in the fixed order slim → distill → prune → cluster → qat, and their training."""
     options = [
+        click.option("--slim", type=float, metavar="R",
+                     help="Structured channel pruning: remove this fraction of the channels/units of every "
+                          "slimmable layer group (0 < R < 1) and rebuild a narrower model; runs distill after "
+                          "it unless --no-distill."),
+        click.option("--slim-layer", multiple=True, metavar="NAME=R",
+                     help="Per-layer slim ratio (0 <= R < 1; repeatable), e.g. conv1=0.25."),
+        click.option("--slim-round", type=int, metavar="N",
+                     help="Keep a multiple of N channels per group.  [default: 1]"),
+        click.option("--slim-importance", type=click.Choice(["auto", "l1"]),
+                     help="Channel ranking: auto = |gamma| of a following BatchNormalization, else the kernel's "
+                          "L1 norm; l1 = always the L1 norm.  [default: auto]"),
+        click.option("--distill/--no-distill", default=None,
+                     help="Knowledge distillation from the original model (default: on with --slim or --student)."),
+        click.option("--student", type=click.Path(path_type=Path), metavar="FILE",
+                     help="Distill into this smaller model (same input and output names and shapes) instead "
+                          "of a slimmed copy."),
+        click.option("--temperature", type=float,
+                     help="Distillation temperature (softens both outputs before the KL term).  [default: 1.0]"),
+        click.option("--alpha", type=float,
+                     help="Weight of the hard-label loss in distillation (with labels).  [default: 0.5]"),
         click.option("--prune", type=float, metavar="SPARSITY",
                      help="Magnitude pruning to this fraction of zero weights (0 <= s < 1), e.g. 0.8."),
         click.option("--prune-schedule", type=click.Choice(["polynomial", "constant"]),
@@ -127,12 +147,13 @@ def convert(state: State, model: Path, dump_recipe: Path | None, **params):
       tfopt convert model.keras --quantize float16 --data test.npz -o model.f16.tflite
       tfopt convert model.h5 --quantize dynamic --no-verify
       tfopt convert model.keras --prune 0.8 --qat --data train.npz
+      tfopt convert model.keras --slim 0.5 --quantize int8 --data train.npz
       tfopt convert face.h5 --quantize int8 --data faces.npz --output-kind boxes=regression --min-sqnr boxes=25
 
     Every output is verified by its kind (classification, binary, multilabel, regression) with at least one
     gate; a missed gate exits 3 and the model goes to <stem>.failed.tflite, never to the output path.
-    Fine-tuning stages (TF-MOT) run in the fixed order prune → cluster → qat; together they preserve
-    each other (PQAT, CQAT, sparsity-preserving clustering, PCQAT).
+    Fine-tuning stages run in the fixed order slim → distill → prune → cluster → qat; the TF-MOT ones
+    preserve each other (PQAT, CQAT, sparsity-preserving clustering, PCQAT).
     """
     from ..recipe.flags import recipe_from_flags
 

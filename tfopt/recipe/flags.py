@@ -33,6 +33,14 @@ FLAGS = {
     "sparse_encoding": "convert.sparse_encoding",
     "objective": "convert.objective",
     "allow_slower": "convert.allow_slower",
+    "slim": "stages[slim].ratio",
+    "slim_layer": "stages[slim].layers",
+    "slim_round": "stages[slim].round_to",
+    "slim_importance": "stages[slim].importance",
+    "distill": "stages[distill]",
+    "student": "stages[distill].student",
+    "temperature": "stages[distill].temperature",
+    "alpha": "stages[distill].alpha",
     "prune": "stages[prune].sparsity",
     "prune_schedule": "stages[prune].schedule",
     "prune_pattern": "stages[prune].pattern",
@@ -65,7 +73,8 @@ FLAGS = {
 }
 LIMIT_FLAGS = ("max_accuracy_drop", "min_agreement", "max_f1_drop", "min_sqnr", "min_cosine")
 # how a flag states its range in errors (the recipe field's own words otherwise)
-FLAG_EXPECTS = {"prune": "a fraction 0 <= x < 1 (0.8 = 80 % of the weights zero)"}
+FLAG_EXPECTS = {"prune": "a fraction 0 <= x < 1 (0.8 = 80 % of the weights zero)",
+                "slim": "a fraction 0 < x < 1 (0.5 = half of the channels removed)"}
 
 
 def flag_name(param: str) -> str:
@@ -89,13 +98,14 @@ def parse_limit(values: tuple[str, ...] | list[str] | None, flag: str) -> float 
 
 def to_raw(params: dict[str, Any]) -> dict:
     """Flags → the nested dict a recipe file holds (absolute paths; stages in their fixed order)."""
+    params = _implied(params)
     raw: dict = {}
     stages: dict[str, dict] = {}
     for param, path in FLAGS.items():
         value = _flag_value(param, params.get(param))
         if value is None or (value is False and path.startswith("stages[")):
             continue
-        if path in PATH_FIELDS and is_path(path, str(value)):
+        if (path in PATH_FIELDS and is_path(path, str(value))) or param == "student":
             value = str(Path(value).resolve())
         if path.startswith("stages["):
             kind, _, leaf = path.removeprefix("stages[").partition("]")
@@ -118,7 +128,32 @@ def to_raw(params: dict[str, Any]) -> dict:
     return raw
 
 
+def _implied(params: dict[str, Any]) -> dict[str, Any]:
+    """``--slim`` runs distill unless ``--no-distill``; ``--student`` means distill."""
+    if params.get("distill") is None and (params.get("slim") is not None or params.get("student") is not None):
+        return {**params, "distill": True}
+    return params
+
+
+def parse_ratios(values: tuple[str, ...] | list[str] | dict | None, flag: str) -> dict[str, float] | None:
+    """``conv1=0.25`` (repeatable) → {"conv1": 0.25}."""
+    if not values or isinstance(values, dict):
+        return values or None
+    table: dict[str, float] = {}
+    for text in values:
+        name, sep, number = str(text).rpartition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            table[name.strip()] = float(number)
+        except ValueError:
+            raise UsageError(f"{flag} {text!r}: expected NAME=RATIO (e.g. {flag} conv1=0.25)") from None
+    return table
+
+
 def _flag_value(param: str, value: Any) -> Any:
+    if param == "slim_layer":
+        return parse_ratios(value, flag_name(param))
     if param in LIMIT_FLAGS:
         return parse_limit(value, flag_name(param))
     if param == "output_kind":

@@ -31,6 +31,8 @@ def _range(lo: float | None = None, hi: float | None = None, hi_open: bool = Fal
 class StageKind(StrEnum):
     """The fine-tuning stages, in the one order they run."""
 
+    SLIM = "slim"
+    DISTILL = "distill"
     PRUNE = "prune"
     CLUSTER = "cluster"
     QAT = "qat"
@@ -58,6 +60,27 @@ class DataSection:
 
 
 @dataclass(frozen=True)
+class SlimStage:
+    kind: Literal["slim"] = "slim"
+    ratio: float = field(default=0.5, metadata=_range(0.0, 1.0, hi_open=True, lo_open=True))  # channels removed
+    layers: dict[str, float] = field(default_factory=dict, metadata=_range(0.0, 1.0, hi_open=True))  # per layer
+    round_to: int = field(default=1, metadata=_range(1))  # keep a multiple of this many channels per group
+    importance: Literal["auto", "l1"] = "auto"  # auto: |gamma| of a following BatchNormalization, else kernel L1
+
+
+DEFAULT_TEMPERATURE = 1.0  # measured best on the sample (T=2: -0.3..-0.8 points, T=4: -1..-2; bench/RESULTS.md)
+DEFAULT_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class DistillStage:
+    kind: Literal["distill"] = "distill"
+    temperature: float = field(default=DEFAULT_TEMPERATURE, metadata=_range(0.0, lo_open=True))
+    alpha: float = field(default=DEFAULT_ALPHA, metadata=_range(0.0))  # weight of the hard-label loss
+    student: str | None = None  # a model file; None: the model the stages before made (the slimmed one)
+
+
+@dataclass(frozen=True)
 class PruneStage:
     kind: Literal["prune"] = "prune"
     sparsity: float = field(default=0.5, metadata=_range(0.0, 1.0, hi_open=True))
@@ -78,7 +101,9 @@ class QatStage:
     kind: Literal["qat"] = "qat"
 
 
-STAGES: dict[str, type] = {"prune": PruneStage, "cluster": ClusterStage, "qat": QatStage}
+STAGES: dict[str, type] = {"slim": SlimStage, "distill": DistillStage, "prune": PruneStage, "cluster": ClusterStage,
+                           "qat": QatStage}
+AnyStage = SlimStage | DistillStage | PruneStage | ClusterStage | QatStage
 assert tuple(STAGES) == STAGE_ORDER
 
 
@@ -148,7 +173,7 @@ class Recipe:
     version: int = SCHEMA_VERSION
     seed: int = field(default=0, metadata=_range(0))
     data: DataSection = DataSection()
-    stages: tuple[PruneStage | ClusterStage | QatStage, ...] = ()
+    stages: tuple[AnyStage, ...] = ()
     train: TrainSection = TrainSection()
     convert: ConvertSection = ConvertSection()
     verify: VerifySection = VerifySection()
@@ -193,7 +218,10 @@ class Recipe:
             value = getattr(getattr(self, section), leaf)
             if is_path(name, value):
                 sections.setdefault(section, {})[leaf] = fn(value)
-        changes = {s: dataclasses.replace(getattr(self, s), **kw) for s, kw in sections.items()}
+        changes: dict[str, Any] = {s: dataclasses.replace(getattr(self, s), **kw) for s, kw in sections.items()}
+        if any(getattr(s, "student", None) for s in self.stages):  # stages[distill].student is a path too
+            changes["stages"] = tuple(dataclasses.replace(s, student=fn(s.student)) if getattr(s, "student", None)
+                                      else s for s in self.stages)
         return dataclasses.replace(self, **changes)
 
     def output_paths(self) -> dict[str, str | None]:
@@ -203,8 +231,9 @@ class Recipe:
 
     def input_paths(self) -> dict[str, str | None]:
         custom = self.model.custom_objects if is_path("model.custom_objects", self.model.custom_objects) else None
+        distill = self.stage(StageKind.DISTILL)
         return {"input model": self.model.path, "data file": self.data.path, "training data": self.data.train,
-                "custom objects file": custom}
+                "custom objects file": custom, "student model": distill.student if distill else None}
 
 
 def cross_check(r: Recipe) -> list[str]:
@@ -243,12 +272,28 @@ def _stage_problems(r: Recipe, mode: modes.Mode) -> list[str]:
             problems.append(f"stages[{i}].block: got {list(s.block)}, expected [rows, cols] of positive integers")
         if s.kind == StageKind.PRUNE and s.block is not None and s.pattern == "2:4":
             problems.append(f"stages[{i}].block: got {list(s.block)}, expected no block with pattern '2:4'")
+    problems += _distill_problems(r)
     if StageKind.QAT in kinds and mode is not modes.INT8:
         problems.append(f"convert.quantize: got {mode.name!r}, expected {modes.INT8.name!r} with a qat stage "
                         "(QAT trains for int8)")
     if kinds and r.data.path is None and r.data.train is None:
         problems.append("data.path: got nothing, expected training data for the fine-tuning stages")
     return problems
+
+
+def _distill_problems(r: Recipe) -> list[str]:
+    kinds = [s.kind for s in r.stages]
+    if StageKind.DISTILL not in kinds:
+        return []
+    i = kinds.index(StageKind.DISTILL)
+    student = r.stages[i].student
+    if student is not None and StageKind.SLIM in kinds:
+        return [f"stages[{i}].student: got {student!r}, expected no student with a slim stage "
+                "(the slimmed model is the student)"]
+    if student is None and StageKind.SLIM not in kinds:
+        return [f"stages[{i}].student: got nothing, expected a student model (--student FILE) or a slim stage "
+                "before distill (--slim R: the slimmed model is the student)"]
+    return []
 
 
 def _verify_problems(r: Recipe) -> list[str]:

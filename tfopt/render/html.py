@@ -22,8 +22,8 @@ from ..report import Report
 from . import plots
 from .markdown import status as run_status
 from .markdown import title as report_title
-from .tables import (GATE_HEADER, METRIC_HEADER, SIZE_HEADER, STAGE_HEADER, fmt_bytes, gate_rows, metric_rows,
-                     size_rows, stage_rows)
+from .tables import (CHANNEL_HEADER, GATE_HEADER, METRIC_HEADER, SIZE_HEADER, SLIM_HEADER, STAGE_HEADER, channel_rows,
+                     fmt_bytes, gate_rows, metric_rows, size_rows, slim_rows, slim_section, stage_rows)
 
 if TYPE_CHECKING:
     from ..sweep.result import SweepResult
@@ -182,6 +182,11 @@ def _stages(report: Report, h: str) -> list[str]:
             out.append(figure(plots.curves(series, "epoch", next(iter(series)) if len(series) == 1 else ""),
                               f"{s.label}: {', '.join(series)} per epoch ({s.steps} steps, {s.train_samples} "
                               f"samples{kept})"))
+    slim = slim_section(report)
+    if slim is not None:
+        out += [f"<p>Slimming: the original and the slimmed model ({esc(slim.latency_note)})</p>",
+                table(SLIM_HEADER, slim_rows(slim)), "<p>Channels per layer</p>",
+                table(CHANNEL_HEADER, channel_rows(slim))]
     return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import Report
-from .tables import GATE_HEADER, METRIC_HEADER, SIZE_HEADER, SKIPPED_HEADER, gate_rows, metric_rows, size_rows, skipped_rows
+from .tables import (CHANNEL_HEADER, GATE_HEADER, METRIC_HEADER, SIZE_HEADER, SKIPPED_HEADER, SLIM_HEADER, channel_rows,
+                     gate_rows, metric_rows, size_rows, skipped_rows, slim_rows, slim_section)
 
 
 def cell(value: object) -> str:
@@ -39,6 +40,11 @@ def report_section(report: Report, level: int = 2) -> list[str]:
     skipped = skipped_rows(report.stages)
     if skipped:
         out += ["", "Layers the stages left alone:", ""] + table(SKIPPED_HEADER, skipped)
+    slim = slim_section(report)
+    if slim is not None:
+        out += ["", "Slimming: the original and the slimmed model:", ""] + table(SLIM_HEADER, slim_rows(slim))
+        out += ["", f"_{cell(slim.latency_note)}_"] if slim.latency_note else []
+        out += ["", "Channels per layer:", ""] + table(CHANNEL_HEADER, channel_rows(slim))
     if report.failures:
         out += [""] + [f"- **{cell(f)}**" for f in report.failures]
     if report.failed_output:

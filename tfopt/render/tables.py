@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report import Report, StageResult
+from ..report import Report, SlimSection, StageResult
 from ..verify import METRIC_LABELS, Gate, OutputResult
 
 SIZE_HEADER = ("model", "size", "gzip", "vs float32")
@@ -11,6 +11,8 @@ METRIC_HEADER = ("output", "kind", "agreement", "acc (ref)", "acc (tflite)", "dr
                  "max abs err", "cosine", "SQNR dB")
 STAGE_HEADER = ("stage", "target", "epochs", "steps", "sparsity", "max unique/kernel", "gzip", "accuracy", "agreement")
 SKIPPED_HEADER = ("stage", "layer", "class", "reason")
+SLIM_HEADER = ("", "original", "slim", "ratio")
+CHANNEL_HEADER = ("layer", "class", "channels")
 
 
 def fmt_bytes(n: int) -> str:
@@ -94,11 +96,41 @@ def stage_rows(report: Report) -> list[tuple[str, ...]]:
     for s in report.stages:
         m = s.measured
         unique = max((v.get("unique_values", 0) for v in m.layers.values()), default=None) if m else None
-        rows.append((s.label, "labels" if s.target == "labels" else "distillation", str(s.epochs), str(s.steps),
+        rows.append((s.label, _target(s), str(s.epochs), str(s.steps),
                      pct(m.kernel_sparsity) if m else "-", "-" if unique is None else str(unique),
                      fmt_bytes(m.size.gzip_bytes) if m and m.size else "-", pct(m.accuracy) if m else "-",
                      pct(m.agreement) if m else "-"))
     return rows
+
+
+def _target(s: StageResult) -> str:
+    if not s.steps:
+        return "-"
+    if s.target == "labels":
+        return "labels"
+    return "distillation + labels" if "labels" in s.target and "no labels" not in s.target else "distillation"
+
+
+def slim_section(report: Report) -> SlimSection | None:
+    return next((s.slim for s in report.stages if s.slim is not None), None)
+
+
+def slim_rows(section: SlimSection) -> list[tuple[str, ...]]:
+    """Parameters and MACs (the Keras models), .tflite bytes and latency (the original and the final output)."""
+    rows = [("parameters", f"{section.params_before:,}", f"{section.params_after:,}", f"{section.params_ratio:.3f}x"),
+            ("MACs", f"{section.macs_before:,}", f"{section.macs_after:,}", f"{section.macs_ratio:.3f}x")]
+    t = section.tflite
+    if "original" in t and "final" in t:
+        o, f = t["original"], t["final"]
+        rows.append((f".tflite ({o['mode']})", fmt_bytes(o["bytes"]), fmt_bytes(f["bytes"]),
+                     f"{f['bytes'] / o['bytes']:.3f}x"))
+        rows.append(("latency (µs)", f"{o['latency_us']:.1f}", f"{f['latency_us']:.1f}",
+                     f"{f['latency_us'] / max(o['latency_us'], 1e-9):.2f}x"))
+    return rows
+
+
+def channel_rows(section: SlimSection) -> list[tuple[str, ...]]:
+    return [(c.name, c.cls, f"{c.before} → {c.after}") for c in section.channels]
 
 
 def skipped_rows(stages: list[StageResult]) -> list[tuple[str, ...]]:

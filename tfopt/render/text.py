@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..report import Report
-from .tables import (GATE_HEADER, METRIC_HEADER, SIZE_HEADER, SKIPPED_HEADER, STAGE_HEADER, gate_rows, metric_rows,
-                     size_rows, skipped_rows, stage_rows, text_table)
+from .tables import (CHANNEL_HEADER, GATE_HEADER, METRIC_HEADER, SIZE_HEADER, SKIPPED_HEADER, SLIM_HEADER, STAGE_HEADER,
+                     channel_rows, gate_rows, metric_rows, size_rows, skipped_rows, slim_rows, slim_section,
+                     stage_rows, text_table)
 
 
 def summary(report: Report) -> str:
@@ -35,6 +36,11 @@ def summary(report: Report) -> str:
                 analysis.table(top=15)]
     if auto is not None and hasattr(auto, "lines"):
         out += [""] + auto.lines()
+    slim = slim_section(report)
+    if slim is not None:
+        out += ["", "slim: the original and the slimmed model:"] + text_table(SLIM_HEADER, slim_rows(slim))
+        out += [f"  {slim.latency_note}"] if slim.latency_note else []
+        out += ["", "slim: channels per layer:"] + text_table(CHANNEL_HEADER, channel_rows(slim))
     out.append("")
     out.append("timings: " + ", ".join(f"{k} {t:.2f}s" for k, t in report.timings.items()))
     out += [f"note: {n}" for n in report.notes + (v.notes if v else [])]

@@ -1,6 +1,9 @@
 """Fine-tuning stages: one registry keyed by ``StageKind`` (config dataclass + implementation module).
 
-A stage module provides ``unsupported_reason(layer, config)``, ``wrap_layer(layer, config, steps,
+Three interfaces.  A stage that replaces the whole model and trains it itself, if at all (slim, distill),
+provides ``replace(model, config, previous, ctx) -> (model, StageResult)`` and ``describe``.  A stage
+that rebuilds the model for training (QAT) provides ``transform`` (see ``apply.prepare``).  Any other stage
+provides ``unsupported_reason(layer, config)``, ``wrap_layer(layer, config, steps,
 previous)``, ``callbacks(config)``, ``strip(model)``, ``describe(config, previous)`` and optionally
 ``finish(model, previous)``; ``apply.py`` runs them in the fixed order with the shared fine-tuning loop
 (``finetune.py``) on the tf_keras model the bridge (``bridge.py``) gives.  Adding a stage = a config
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import TfoptError
-from ..recipe.schema import STAGE_ORDER, ClusterStage, PruneStage, QatStage, StageKind
+from ..recipe.schema import STAGE_ORDER, ClusterStage, DistillStage, PruneStage, QatStage, SlimStage, StageKind
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class StageSpec:
 REGISTRY: dict[StageKind, StageSpec] = {
     s.kind: s
     for s in (
+        StageSpec(StageKind.SLIM, SlimStage, "slim", "slim", False),
+        StageSpec(StageKind.DISTILL, DistillStage, "distill", "distill", False),
         StageSpec(StageKind.PRUNE, PruneStage, "prune", "prune", False),
         StageSpec(StageKind.CLUSTER, ClusterStage, "cluster", "cluster", False),
         StageSpec(StageKind.QAT, QatStage, "qat", "quantize (QAT)", True),

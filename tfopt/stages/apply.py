@@ -40,6 +40,7 @@ class StageContext:
     steps: int
     progress: Progress
     default_strategy: bool = True  # no tf.distribute strategy asked for (decided outside any scope)
+    teacher: Any = None  # the original model (tf_keras), which the distill stage learns from
 
 
 def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: DataSection, seed: int,
@@ -49,7 +50,7 @@ def apply_stages(loaded: LoadedModel, stages: tuple, train: TrainSection, data: 
     model, bridge_info = to_tf_keras(loaded, _check_inputs(plan))
     samples = train_set(loaded, model, train, data, seed, plan)
     ctx = StageContext(samples, train, strategy, samples.budget.steps, progress,
-                       default_strategy=strategy is _tf.tf().distribute.get_strategy())
+                       default_strategy=strategy is _tf.tf().distribute.get_strategy(), teacher=model)
     notes = notes + [f"budget: {samples.budget.reason}",
                      f"learning rate {samples.learning_rate:g}: {samples.learning_rate_source}"]
     results: list[StageResult] = []
@@ -72,6 +73,13 @@ def run_stage(model, config, previous: tuple[str, ...], ctx: StageContext):
     """Prepare (wrap the layers TF-MOT supports, or transform the model), fine-tune and strip one stage;
     TF-MOT's failures become errors naming the layers."""
     impl = implementation(config.kind)
+    if hasattr(impl, "replace"):  # slim, distill: a new model (and its result) from the stage itself
+        try:
+            return impl.replace(model, config, previous, ctx)
+        except TfoptError:
+            raise
+        except (ValueError, TypeError, RuntimeError) as e:  # Keras rebuilding or training the new model
+            raise UnsupportedLayerError(f"{config.kind} failed on model '{model.name}': {error_line(e)}") from e
     try:
         wrapped, skipped, own, notes = prepare(model, config, previous, ctx)
         restore_from = impl.restore_from(config, ctx.data.budget) if hasattr(impl, "restore_from") else 0

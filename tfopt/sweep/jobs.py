@@ -14,7 +14,8 @@ from .. import _tf, modes
 from ..bench import BenchConfig, bench_bytes
 from ..errors import TfoptError
 from ..files import size_of
-from ..pipeline import Session, Shared, Timings, data_info, execute, keras_layer_names, load, model_info, plan_data
+from ..pipeline import Shared, execute
+from ..session import Session, Timings, data_info, keras_layer_names, load, model_info, plan_data
 from ..progress import Progress, noop
 from ..recipe import Recipe
 from ..report import Report, Sizes
