@@ -43,14 +43,14 @@ def row(name: str, size: int, accuracy: float, p50: float = 1.0, **kw) -> Candid
 
 def test_the_table_has_every_option_and_unknown_names_list_them():
     assert list(CANDIDATES) == ["float32", "dynamic", "float16", "int8", "int16x8", "auto", "qat", "prune50-qat",
-                                "prune80-qat", "cluster16-qat"]
+                                "prune80-qat", "cluster16-qat", "slim50-distill-int8"]
     assert "float32" not in DEFAULT and "auto" not in DEFAULT and len(DEFAULT) == len(CANDIDATES) - 2
     assert parse_names(" float16, prune80-qat ") == ["float16", "prune80-qat"]
     with pytest.raises(UsageError) as e:
         parse_names("float16,int4")
     assert str(e.value) == ("--candidates: unknown candidate 'int4'; expected names from: float32, dynamic, float16, "
-                            "int8, int16x8, auto, qat, prune50-qat, prune80-qat, cluster16-qat (or --recipes DIR for "
-                            "your own recipe files)")
+                            "int8, int16x8, auto, qat, prune50-qat, prune80-qat, cluster16-qat, slim50-distill-int8 "
+                            "(or --recipes DIR for your own recipe files)")
 
 
 def test_rows_build_recipes_from_the_base_recipe():

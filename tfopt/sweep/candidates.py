@@ -19,7 +19,7 @@ from .. import modes
 from ..errors import RecipeError, UsageError
 from ..modes import Mode
 from ..recipe import Recipe
-from ..recipe.schema import ClusterStage, OutputSection, PruneStage, QatStage
+from ..recipe.schema import ClusterStage, DistillStage, OutputSection, PruneStage, QatStage, SlimStage
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ def _table() -> dict[str, Candidate]:
                   (PruneStage(sparsity=0.8), QatStage())),
         Candidate("cluster16-qat", "16 weight clusters per kernel, then cluster-preserving QAT, then int8", int8,
                   (ClusterStage(clusters=16), QatStage())),
+        Candidate("slim50-distill-int8", "half the channels removed (a narrower model), distilled from the original, "
+                  "then int8", int8, (SlimStage(ratio=0.5), DistillStage())),
     ]
     return {c.name: c for c in rows}
 
