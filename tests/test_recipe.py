@@ -25,7 +25,8 @@ from tfopt.recipe.templates import find, load, shipped
 from tfopt.render.junit import junit_xml
 from tfopt.runs import Outcome, run_markdown, summary, worst_exit_code
 
-SHIPPED = ["cluster16-qat-int8", "dynamic", "float16", "int8", "int8-qat", "prune24-int8", "prune80-qat-int8"]
+SHIPPED = ["cluster16-qat-int8", "dynamic", "float16", "int8", "int8-qat", "prune24-int8", "prune80-qat-int8",
+           "slim50-distill-int8"]
 
 
 def write(path: Path, text: str) -> Path:
@@ -74,6 +75,8 @@ def test_shipped_stage_templates_hold_the_documented_settings():
     assert load("cluster16-qat-int8", FILES).stages[0].clusters == 16
     assert load("prune24-int8", FILES).stages[0].pattern == "2:4"
     assert kinds["int8-qat"] == [("qat", None)] and kinds["int8"] == [] and kinds["float16"] == []
+    assert [s.kind for s in load("slim50-distill-int8", FILES).stages] == ["slim", "distill"]
+    assert load("slim50-distill-int8", FILES).stages[0].ratio == 0.5
     assert {n: load(n, FILES).convert.quantize for n in ("float16", "dynamic", "int8")} == {
         "float16": "float16", "dynamic": "dynamic", "int8": "int8"}  # fmt: skip
 
