@@ -108,7 +108,8 @@ def test_ctrl_c_stops_every_parallel_worker_exits_130_and_leaves_nothing(tmp_pat
 
     markers = [tmp_path / "a.pid", tmp_path / "b.pid"]
     script = textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
         sys.path.insert(0, {str(ROOT / "tests")!r})
         import wild_helpers
         from tfopt.errors import Interrupted

@@ -56,7 +56,8 @@ def test_ctrl_c_stops_the_worker_exits_130_and_leaves_nothing(tmp_path):
     """SIGINT to the whole process group (what a terminal sends): the parent stops the worker."""
     marker = tmp_path / "worker.pid"
     script = textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
         sys.path.insert(0, {str(ROOT / "tests")!r})
         import wild_helpers
         from tfopt.errors import Interrupted

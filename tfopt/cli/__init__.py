@@ -34,6 +34,9 @@ def main():
     Exit codes: 0 ok, 1 error, 2 usage or recipe error, 3 verification missed a threshold, 130 interrupted.
     """
     signal.signal(signal.SIGTERM, _sigterm)
+    # Ctrl-C means "stop, write nothing" even when a shell started tfopt with SIGINT ignored (a background
+    # job of a script): Python then keeps it ignored, and a CI runner's SIGINT would be lost
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 for command in (convert, verify, run, sweep, recipes, analyze, inspect, bench, export_c, train):
