@@ -100,7 +100,7 @@ def render(runs: dict, html: str) -> str:
            f"Measured by `bench/sweep.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
            f"{os.cpu_count()} CPUs (shared with other jobs: timings carry ±20 % noise). "
            f"`tfopt sweep sample_models/mnist_cnn.h5 --data sample_models/mnist.npz`"
-           + (f" --candidates {PTQ}" if QUICK else " (default candidates and settings: 2 epochs per stage)") + ".", ""]
+           + (f" --candidates {PTQ}" if QUICK else " (default candidates and settings: at least 300 optimizer steps per stage)") + ".", ""]
     out += table(doc2) + [""]
     choices = ", ".join(f"`--objective {o}` → {name}" for o, name in by_objective(doc2).items())
     out += [f"* Chosen among the candidates that passed, per objective: {choices}."
