@@ -99,8 +99,7 @@ def render(rows: list[dict], train: dict, p80_stages: list[dict], p80_train: dic
         "",
         f"`bench/stages.py` on `sample_models/mnist_cnn.h5` (float .h5 gzip {ptq['input_gzip']:,} bytes), "
         f"fine-tuned on the 4,000 training digits, verified on the 1,000 test digits with LiteRT. "
-        f"Fine-tuning: {train['epochs']} epochs per stage, learning rate {train['learning_rate']:g}, "
-        f"batch {train['batch_size']}, seed 0; the {PRUNE80} row runs the shipped recipe's settings "
+        f"Fine-tuning: {describe_train(train)}, seed 0; the {PRUNE80} row runs the shipped recipe's settings "
         f"({describe(p80_stages, p80_train)}).",
         "",
         "| run | gzip bytes | smaller than .h5 (gzip) | kernel sparsity | accuracy | drop (pts) | seconds |",
@@ -137,7 +136,17 @@ def describe(stages: list[dict], train: dict) -> str:
     block = f"block {'x'.join(str(b) for b in prune['block'])}, " if prune.get("block") else ""
     skip = ", unsupported layers skipped" if train.get("skip_unsupported") else ""
     return (f"sparsity {prune.get('sparsity')}, {block}{prune.get('schedule', 'polynomial')} schedule{skip}; "
-            f"{train['epochs']} epochs, learning rate {train['learning_rate']:g}, batch {train['batch_size']}")
+            f"{describe_train(train)}")
+
+
+def describe_train(train: dict) -> str:
+    defaults = TrainSection()
+    epochs, steps = train.get("epochs", defaults.epochs), train.get("min_steps", defaults.min_steps)
+    rate = train.get("learning_rate")
+    rate_text = f"learning rate {rate:g}" if rate else "the model's saved learning rate (else 1e-3)"
+    return (f"at least {epochs} epochs and {steps} optimizer steps per stage, {rate_text}, "
+            f"batch {train.get('batch_size', defaults.batch_size)}, "
+            f"{train.get('validation_split', defaults.validation_split):g} held out for best-epoch restore")
 
 
 def write_section(path: Path, text: str, heading: str = HEADING) -> None:
