@@ -26,6 +26,8 @@ sys.path[:0] = [str(ROOT)]
 from tfopt import from_dict  # noqa: E402
 from tfopt.pipeline import run  # noqa: E402
 
+from render import write_section  # noqa: E402
+
 HEADING = "## Auto quantization"
 INTRO = ("On this CPU (x86, XNNPACK, 1 thread) int8 kernels run these small CNNs *slower* than float32 (see "
          "\"Latency of the produced models\": mnist_cnn int8 1.8× float32), so by default auto refuses every int8 "
@@ -116,17 +118,7 @@ def main() -> None:
     text = "\n".join([HEADING, "", INTRO, "", *parts])
     print(text)
     if not args.no_write:
-        _write(ROOT / "bench" / "RESULTS.md", text)
-
-
-def _write(path: Path, text: str) -> None:
-    old = path.read_text()
-    start = old.find(HEADING)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(HEADING))
-    path.write_text(old[:start] + text + ("\n" + old[end + 1:] if end >= 0 else ""))
+        write_section(ROOT / "bench" / "RESULTS.md", HEADING, text)
 
 
 if __name__ == "__main__":

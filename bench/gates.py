@@ -25,6 +25,8 @@ from tfopt.errors import TfoptError  # noqa: E402
 from tfopt.modes import MODES  # noqa: E402
 from tfopt.pipeline import run  # noqa: E402
 
+from render import write_section  # noqa: E402
+
 HEADING = "## Default gates"
 METRICS = ("agreement", "accuracy_drop", "f1_drop", "sqnr_db", "cosine")
 
@@ -76,7 +78,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        _write(ROOT / "bench" / "RESULTS.md", text)
+        write_section(ROOT / "bench" / "RESULTS.md", HEADING, text)
 
 
 def summary(rows: list[tuple]) -> list[str]:
@@ -98,16 +100,6 @@ def summary(rows: list[tuple]) -> list[str]:
         out.append(f"  {m}: the perturbation left every decision as it was (agreement {', '.join(agreements)}); "
                    "a classifier is judged on its decisions, so it passes; SQNR and cosine are reported, not gated.")
     return out
-
-
-def _write(path: Path, text: str) -> None:
-    old = path.read_text()
-    start = old.find(HEADING)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(HEADING))
-    path.write_text(old[:start] + text + ("\n" + old[end + 1:] if end >= 0 else ""))
 
 
 if __name__ == "__main__":

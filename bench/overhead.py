@@ -59,6 +59,8 @@ def _try(name: str):
         return None
 
 
+from render import write_section  # noqa: E402
+
 HEADING = "## Fine-tuning overhead"
 
 
@@ -95,23 +97,12 @@ def render(result: dict, old: str) -> str:
         "per stage, and the reference predictions per stage.", ""])
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    old = path.read_text()
-    start = old.find(HEADING)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(HEADING))
-    path.write_text(old[:start] + text + ("\n" + old[end + 1:] if end >= 0 else ""))
-
-
 if __name__ == "__main__":
     if "--compare" in sys.argv:
         other = sys.argv[sys.argv.index("--compare") + 1]
         text = render(compare(other), other)
         print(text)
         if "--write" in sys.argv:
-            write_section(text)
+            write_section(ROOT / "bench" / "RESULTS.md", HEADING, text)
     else:
         sys.exit(main())

@@ -189,3 +189,14 @@ def profile(timings, lines) -> list[str]:
                 "function as a temporary SavedModel (`_convert_concrete_functions_to_saved_model`). Loading "
                 "(importing TensorFlow and tf_keras, reading the .h5 and the data) is the largest block.", ""]
     return out
+
+
+def write_section(path: Path, heading: str, text: str) -> None:
+    """Replace (or append) the section of ``path`` under ``heading``; the other sections stay as they are."""
+    old = path.read_text()
+    start = old.find(heading)
+    if start < 0:
+        path.write_text(old.rstrip("\n") + "\n\n" + text)
+        return
+    end = old.find("\n## ", start + len(heading))
+    path.write_text(old[:start] + text + ("\n" + old[end + 1:] if end >= 0 else ""))
